@@ -1,0 +1,35 @@
+# Two commands a newcomer needs; each builds the virtual environment first if it is missing.
+#   make train   trains the NumPy SimpleCNN on MNIST (IMPL=torch for the PyTorch one)
+#   make test    runs the whole test suite (parity suite included)
+# On a machine with a different torch build in mind, override the pin: make test TORCH=torch==2.13.0
+
+VENV   ?= .venv
+PYTHON ?= python3
+TORCH  ?= torch==2.13.0
+IMPL   ?= numpy
+ARGS   ?=
+BIN     = $(VENV)/bin
+
+.PHONY: install train test bench clean
+
+install: $(VENV)/.installed
+
+# torch is installed first, on its own, with an exact pin: the project's "torch>=2.3" is then already
+# satisfied and pip does not go looking for a different (much larger) build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+train: install
+	$(BIN)/simplecnn train --impl $(IMPL) $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: install
+	$(BIN)/python benchmarks/train_step.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,69 @@
+"""Inverted dropout (PyTorch's ``nn.Dropout``), forward and backward.
+
+Notation (docs/06-dropout.md): ``p`` is the probability of *dropping* a unit. In training each unit is
+kept with probability ``1 - p`` (``mask = 1``) and the kept ones are scaled by ``1 / (1 - p)``, so the
+expected output equals the input and evaluation needs no rescaling::
+
+    y = x * mask / (1 - p)          (training)        y = x          (evaluation)
+
+The backward pass applies the *same* mask and scale: ``dL/dx = dL/dy * mask / (1 - p)``.
+``p = 1`` drops everything (the output is zero, as in PyTorch).
+
+The mask can be supplied, so a test can give the NumPy and the PyTorch network the same one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .module import Layer, check_input
+
+
+def dropout_forward(x: np.ndarray, keep_mask: np.ndarray, p: float):
+    """``y = x * keep_mask / (1 - p)``. Returns ``(y, cache)``; the cache is the scaled mask."""
+    scale = 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
+    scaled_mask = keep_mask.astype(x.dtype) * x.dtype.type(scale)
+    return x * scaled_mask, scaled_mask
+
+
+def dropout_backward(grad_out: np.ndarray, scaled_mask: np.ndarray) -> np.ndarray:
+    """``dL/dx = dL/dy * mask / (1 - p)``."""
+    return grad_out * scaled_mask
+
+
+class Dropout(Layer):
+    """``nn.Dropout(p)``: draws its mask from ``rng`` unless one is given to :meth:`forward`."""
+
+    def __init__(self, p: float = 0.5, *, rng: np.random.Generator | None = None):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p is the drop probability and must be in [0, 1], got {p}")
+        self.p = float(p)
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self._identity = False  # the last forward passed x through unchanged (eval mode or p = 0)
+
+    def sample_mask(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A boolean keep-mask: each unit kept (True) with probability ``1 - p``."""
+        return self.rng.random(shape, dtype=np.float32) >= self.p
+
+    def forward(self, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Drop units of ``x``. ``mask`` (boolean, ``x``'s shape, True = keep) overrides the random draw."""
+        check_input(self, x, x.ndim, "(N, ...)")
+        self._identity = not self.training or self.p == 0.0
+        if self._identity:
+            return x
+        if mask is None:
+            mask = self.sample_mask(x.shape)
+        elif mask.shape != x.shape:
+            raise ValueError(f"{self.name}: mask shape {mask.shape} does not match input shape {x.shape}")
+        y, cache = dropout_forward(x, mask, self.p)
+        self._keep(cache)
+        return y
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        if self._identity:
+            return grad_out
+        return dropout_backward(grad_out, self._take_cache())
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

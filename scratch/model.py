@@ -1,0 +1,153 @@
+"""The SimpleCNN network, assembled from the scratch layers.
+
+    x (N, 1, 28, 28)
+    conv1 5x5, 1->32     -> (N, 32, 24, 24)
+    batch1, relu         -> (N, 32, 24, 24)
+    max1 2x2             -> (N, 32, 12, 12)
+    dropout1 p=0.45
+    conv2 5x5, 32->64    -> (N, 64, 8, 8)
+    batch2, relu         -> (N, 64, 8, 8)
+    max2 2x2             -> (N, 64, 4, 4)
+    dropout2 p=0.35
+    flatten              -> (N, 1024)
+    fc1, relu            -> (N, 512)
+    fc2                  -> (N, 10) logits
+
+The forward pass runs the layers in order; the backward pass runs them in reverse, each turning
+dL/d(its output) into dL/d(its input) and storing its parameter gradients on the way (the chain rule,
+one layer at a time). The layer names are the attribute names of the PyTorch model, so the state dict
+keys (``conv1.weight``, ``batch1.running_mean``, ...) are identical.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .activations import Flatten, ReLU
+from .batchnorm import BatchNorm2d
+from .conv import Conv2d
+from .dropout import Dropout
+from .linear import Linear
+from .module import Layer, Parameter, no_grad, require_float_dtype
+from .pool import MaxPool2d
+
+
+class StateDictError(ValueError):
+    """A state dict that does not fit the model: every missing, unexpected or mis-shaped key at once."""
+
+
+class Sequential:
+    """Named layers run in order. Parameters and state are keyed ``<layer name>.<parameter name>``."""
+
+    def __init__(self, layers: dict[str, Layer]):
+        self.layers = dict(layers)
+        for name, layer in self.layers.items():
+            layer.name = name  # error messages then name the layer as the model does
+        self.training = True
+
+    def forward(self, x: np.ndarray, dropout_masks: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Run every layer. ``dropout_masks`` maps a dropout layer's name to the keep-mask it must use."""
+        masks = dropout_masks or {}
+        for name, layer in self.layers.items():
+            x = layer.forward(x, masks[name]) if name in masks else layer.forward(x)
+        return x
+
+    __call__ = forward
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
+        """Back-propagate ``dL/d(output)`` through every layer in reverse; fills each ``Parameter.grad``."""
+        for layer in reversed(self.layers.values()):
+            grad_out = layer.backward(grad_out)
+        return grad_out
+
+    def parameters(self) -> dict[str, Parameter]:
+        return {f"{name}.{key}": p for name, layer in self.layers.items()
+                for key, p in layer.parameters().items()}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {f"{name}.{key}": v for name, layer in self.layers.items()
+                for key, v in layer.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Load every array, after checking all keys and shapes; all problems are reported at once."""
+        expected = self.state_dict()
+        problems = [f"missing key {k!r}" for k in expected if k not in state]
+        problems += [f"unexpected key {k!r}" for k in state if k not in expected]
+        problems += [f"{k!r}: expected shape {expected[k].shape}, got {np.shape(state[k])}"
+                     for k in expected if k in state and np.shape(state[k]) != expected[k].shape]
+        if problems:
+            raise StateDictError(f"state dict does not fit {type(self).__name__}: " + "; ".join(problems))
+        for name, layer in self.layers.items():
+            prefix = f"{name}."
+            layer.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+    def train(self, mode: bool = True):
+        self.training = mode
+        for layer in self.layers.values():
+            layer.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def __getattr__(self, name: str) -> Layer:
+        layers = self.__dict__.get("layers", {})
+        if name in layers:
+            return layers[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute or layer {name!r}")
+
+    def __repr__(self) -> str:
+        inner = "\n".join(f"  ({name}): {layer!r}" for name, layer in self.layers.items())
+        return f"{type(self).__name__}(\n{inner}\n)"
+
+
+class SimpleCNN(Sequential):
+    """The project's network. ``seed`` fixes the initial weights and the dropout masks.
+
+    Initialization draws from one NumPy generator and dropout from a second one, both derived from
+    ``seed``, so resuming a run only needs the dropout generator's state.
+    """
+
+    input_shape = (1, 28, 28)
+    dropout_names = ("dropout1", "dropout2")
+
+    def __init__(self, seed: int | None = None, dtype=np.float32):
+        self.dtype = require_float_dtype(dtype)
+        init_seed, dropout_seed = np.random.SeedSequence(seed).spawn(2)
+        init_rng = np.random.default_rng(init_seed)
+        self.dropout_rng = np.random.default_rng(dropout_seed)
+        super().__init__({
+            "conv1": Conv2d(1, 32, 5, rng=init_rng, dtype=dtype, need_input_grad=False),
+            "batch1": BatchNorm2d(32, dtype=dtype),
+            "relu1": ReLU(),
+            "max1": MaxPool2d(2, 2),
+            "dropout1": Dropout(0.45, rng=self.dropout_rng),
+            "conv2": Conv2d(32, 64, 5, rng=init_rng, dtype=dtype),
+            "batch2": BatchNorm2d(64, dtype=dtype),
+            "relu2": ReLU(),
+            "max2": MaxPool2d(2, 2),
+            "dropout2": Dropout(0.35, rng=self.dropout_rng),
+            "flatten": Flatten(),
+            "fc1": Linear(1024, 512, rng=init_rng, dtype=dtype),
+            "relu3": ReLU(),
+            "fc2": Linear(512, 10, rng=init_rng, dtype=dtype),
+        })
+
+    def forward(self, x: np.ndarray, dropout_masks: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[1:] != self.input_shape:
+            raise ValueError(f"SimpleCNN: expected images of shape (N, 1, 28, 28), got "
+                             f"{getattr(x, 'shape', type(x).__name__)}")
+        return super().forward(x, dropout_masks)
+
+    __call__ = forward
+
+    def predict_logits(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Eval-mode logits for many images, in batches, keeping no backward caches."""
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad():
+                return np.concatenate([self.forward(images[i:i + batch_size])
+                                       for i in range(0, len(images), batch_size)])
+        finally:
+            self.train(was_training)

@@ -1,0 +1,155 @@
+"""The shape every scratch layer shares: parameters, gradients, buffers, a train/eval switch.
+
+A layer here is a small object with
+
+* parameters, each a :class:`Parameter` holding ``data`` and the ``grad`` that ``backward`` fills in,
+  stored under PyTorch's names (``weight``, ``bias``);
+* buffers: arrays that are state but not learned (batch-norm's ``running_mean``, ...);
+* ``forward(x)``, which computes the output and caches what the backward pass needs;
+* ``backward(grad_out)``, which takes dL/d(output), stores dL/d(parameter) in each ``Parameter.grad``
+  and returns dL/d(input).
+
+Unlike PyTorch, ``backward`` *overwrites* ``grad`` rather than adding to it: one forward, one backward,
+one optimizer step. That keeps the training loop free of ``zero_grad`` bookkeeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+_grad_enabled = True
+
+
+def grad_enabled() -> bool:
+    """Whether forward passes keep the caches a backward pass needs (see :func:`no_grad`)."""
+    return _grad_enabled
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Like ``torch.no_grad()``: forward passes inside keep no backward caches (evaluation, inference)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+class Parameter:
+    """A learnable array and the gradient of the loss with respect to it (``None`` before backward)."""
+
+    def __init__(self, data: np.ndarray):
+        self.data = data
+        self.grad: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Layer:
+    """Base class: parameter/buffer bookkeeping and the training switch. Subclasses add the math."""
+
+    #: Names of the array attributes that are state but not parameters (saved in the state dict).
+    buffer_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.training = True
+        self.name = type(self).__name__
+
+    # --- the two methods every layer implements ---------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def _keep(self, cache):
+        """Store ``cache`` for backward, unless gradients are off (:func:`no_grad`)."""
+        self._cache = cache if _grad_enabled else None
+
+    def _take_cache(self):
+        """The cache of the last forward, handed to backward exactly once."""
+        cache = getattr(self, "_cache", None)
+        if cache is None:
+            raise RuntimeError(f"{self.name}: backward called without a forward pass to differentiate "
+                               "(or after one run under no_grad())")
+        self._cache = None
+        return cache
+
+    # --- bookkeeping -------------------------------------------------------------------------------
+    def parameters(self) -> dict[str, Parameter]:
+        """The layer's parameters by name, in the order they were created (as PyTorch registers them)."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, Parameter)}
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k) for k in self.buffer_names}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters then buffers, keyed like ``torch.nn.Module.state_dict()`` (copies)."""
+        state = {k: p.data.copy() for k, p in self.parameters().items()}
+        state.update({k: np.array(v, copy=True) for k, v in self.buffers().items()})
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy arrays in place (an optimizer holding these parameters keeps working)."""
+        for key, param in self.parameters().items():
+            param.data[...] = state[key]
+        for key in self.buffer_names:
+            getattr(self, key)[...] = state[key]
+
+    def train(self, mode: bool = True) -> "Layer":
+        self.training = mode
+        return self
+
+    def eval(self) -> "Layer":
+        return self.train(False)
+
+    def __repr__(self) -> str:
+        return f"{self.name}({self.extra_repr()})"
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+def check_input(layer: Layer, x: np.ndarray, ndim: int, layout: str, dtype: np.dtype | None = None,
+                channels: int | None = None, channel_axis: int = 1) -> None:
+    """Raise a ``ValueError`` naming ``layer`` when ``x`` is not what it can take.
+
+    ``layout`` names the expected axes (``"(N, C, H, W)"``) for the message. ``dtype`` is the layer's
+    parameter dtype: inputs must match it, as in PyTorch, so that float32 and float64 never mix silently.
+    """
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{layer.name}: expected a NumPy array {layout}, got {type(x).__name__}")
+    if x.ndim != ndim:
+        raise ValueError(f"{layer.name}: expected a {ndim}-D input {layout}, got shape {x.shape}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{layer.name}: expected a float32 or float64 input, got dtype {x.dtype}")
+    if dtype is not None and x.dtype != dtype:
+        raise ValueError(f"{layer.name}: expected dtype {np.dtype(dtype)} (the layer's parameters), "
+                         f"got {x.dtype}")
+    if channels is not None and x.shape[channel_axis] != channels:
+        raise ValueError(f"{layer.name}: expected {channels} channels on axis {channel_axis} "
+                         f"{layout}, got shape {x.shape}")
+
+
+def as_pair(value: int | tuple[int, int], what: str) -> tuple[int, int]:
+    """``3 -> (3, 3)``; ``(3, 5) -> (3, 5)``; anything else is an error naming ``what``."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+        raise ValueError(f"{what} must be an int or a pair of ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def require_float_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype

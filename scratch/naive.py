@@ -1,0 +1,93 @@
+"""Loop versions of the layers whose fast code uses a vectorization trick: read these first.
+
+Each function computes exactly what its fast counterpart in ``conv.py`` / ``pool.py`` computes, one
+output position at a time, straight from the definition. They are far too slow for training and are
+used as a second oracle (besides PyTorch) in the tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .conv import conv_output_size
+from .pool import pool_output_size
+
+
+def _pad(x: np.ndarray, padding, value=0.0) -> np.ndarray:
+    (ph, pw) = padding
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def conv2d_forward_naive(x, weight, bias, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+    """``y[n, o, i, j] = b[o] + sum_{c,u,v} w[o, c, u, v] xp[n, c, s i + d u, s j + d v]``."""
+    n, _, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    ho, wo = conv_output_size(h, kh, sh, padding[0], dh), conv_output_size(w, kw, sw, padding[1], dw)
+    xp = _pad(x, padding)
+    y = np.zeros((n, o, ho, wo), dtype=x.dtype)
+    for i in range(ho):
+        for j in range(wo):
+            patch = xp[:, :, i * sh:i * sh + dh * (kh - 1) + 1:dh, j * sw:j * sw + dw * (kw - 1) + 1:dw]
+            y[:, :, i, j] = np.einsum("ncuv,ocuv->no", patch, weight)
+    if bias is not None:
+        y += bias.reshape(1, o, 1, 1)
+    return y
+
+
+def conv2d_backward_naive(grad_out, x, weight, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+    """``(dx, dw, db)``: each output position adds ``g * patch`` to dw and ``g * w`` to its patch of dx."""
+    _, _, kh, kw = weight.shape
+    (sh, sw), (dh, dw_), (ph, pw) = stride, dilation, padding
+    xp = _pad(x, padding)
+    dxp = np.zeros_like(xp)
+    dweight = np.zeros_like(weight)
+    for i in range(grad_out.shape[2]):
+        for j in range(grad_out.shape[3]):
+            rows = slice(i * sh, i * sh + dh * (kh - 1) + 1, dh)
+            cols = slice(j * sw, j * sw + dw_ * (kw - 1) + 1, dw_)
+            g = grad_out[:, :, i, j]                                   # (N, O)
+            dweight += np.einsum("no,ncuv->ocuv", g, xp[:, :, rows, cols])
+            dxp[:, :, rows, cols] += np.einsum("no,ocuv->ncuv", g, weight)
+    dbias = grad_out.sum(axis=(0, 2, 3))
+    return dxp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]], dweight, dbias
+
+
+def _pool_windows(x, kernel, stride, padding, dilation, ceil_mode):
+    """Yield ``(i, j, rows, cols)`` for every window, in padded-input coordinates."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    ho = pool_output_size(x.shape[2], kh, sh, ph, dh, ceil_mode)
+    wo = pool_output_size(x.shape[3], kw, sw, pw, dw, ceil_mode)
+    for i in range(ho):
+        for j in range(wo):
+            yield i, j, [i * sh + dh * u for u in range(kh)], [j * sw + dw * v for v in range(kw)]
+
+
+def maxpool2d_forward_naive(x, kernel, stride, padding=(0, 0), dilation=(1, 1), ceil_mode=False):
+    """Scan each window row by row; keep the first maximum (PyTorch's rule). Returns ``(y, winners)``."""
+    n, c, h, w = x.shape
+    (ph, pw) = padding
+    windows = list(_pool_windows(x, kernel, stride, padding, dilation, ceil_mode))
+    ho, wo = windows[-1][0] + 1, windows[-1][1] + 1
+    y = np.empty((n, c, ho, wo), dtype=x.dtype)
+    winners = {}
+    for a in range(n):
+        for b in range(c):
+            for i, j, rows, cols in windows:
+                best, where = -np.inf, None
+                for r in rows:
+                    for s in cols:
+                        inside = 0 <= r - ph < h and 0 <= s - pw < w
+                        if inside and (where is None or x[a, b, r - ph, s - pw] > best):
+                            best, where = x[a, b, r - ph, s - pw], (r - ph, s - pw)
+                y[a, b, i, j] = best
+                winners[a, b, i, j] = where
+    return y, winners
+
+
+def maxpool2d_backward_naive(grad_out, x, winners):
+    """Each window's gradient is added to its winner's position."""
+    dx = np.zeros_like(x)
+    for (a, b, i, j), (r, s) in winners.items():
+        dx[a, b, r, s] += grad_out[a, b, i, j]
+    return dx

@@ -1,0 +1,101 @@
+"""Adam and AdamW (PyTorch's ``torch.optim.Adam`` / ``AdamW``), step by step.
+
+Notation (docs/09-adam.md), for one parameter ``theta`` with gradient ``g`` at step ``t = 1, 2, ...``::
+
+    g      = g + weight_decay * theta            (Adam only: L2 penalty folded into the gradient)
+    theta  = theta * (1 - lr * weight_decay)     (AdamW only: decoupled decay, applied to theta)
+    m      = m + (1 - beta1) * (g - m)           first moment   (= beta1 m + (1 - beta1) g)
+    v      = beta2 * v + (1 - beta2) * g^2       second moment
+    v_max  = max(v_max, v)                       (amsgrad only; then v_max replaces v below)
+    m_hat  = m / (1 - beta1^t)                   bias corrections: m and v start at zero
+    theta  = theta - lr * m_hat / (sqrt(v / (1 - beta2^t)) + eps)
+
+``t`` is incremented *before* it is used, so the first step already divides by ``1 - beta^1``, and
+``eps`` is added *after* the square root. Each line is written in the order and form PyTorch's
+single-tensor implementation uses (``lerp`` for m, the step size ``lr / (1 - beta1^t)``), so that
+float64 trajectories agree to the last bits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .module import Parameter
+
+
+class Adam:
+    """Adam over a dict of named :class:`Parameter` (``model.parameters()``), updated in place."""
+
+    decoupled_weight_decay = False
+
+    def __init__(self, params: dict[str, Parameter], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False):
+        if not lr >= 0.0:
+            raise ValueError(f"{type(self).__name__}: invalid learning rate {lr}")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
+        if not eps >= 0.0 or not weight_decay >= 0.0:
+            raise ValueError(f"{type(self).__name__}: eps and weight_decay must be >= 0, "
+                             f"got {eps} and {weight_decay}")
+        self.params = dict(params)
+        self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
+        self.weight_decay, self.amsgrad = float(weight_decay), bool(amsgrad)
+        self.step_count = 0
+        self.exp_avg = {k: np.zeros_like(p.data) for k, p in self.params.items()}
+        self.exp_avg_sq = {k: np.zeros_like(p.data) for k, p in self.params.items()}
+        self.max_exp_avg_sq = {k: np.zeros_like(p.data) for k, p in self.params.items()} if amsgrad else {}
+
+    def step(self) -> None:
+        """One update of every parameter from its ``grad`` (parameters without a gradient are skipped)."""
+        beta1, beta2 = self.betas
+        self.step_count += 1
+        t = self.step_count
+        step_size = self.lr / (1 - beta1 ** t)
+        bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
+        for name, param in self.params.items():
+            if param.grad is None:
+                continue
+            theta, grad = param.data, param.grad
+            if self.weight_decay:
+                if self.decoupled_weight_decay:
+                    theta *= 1 - self.lr * self.weight_decay
+                else:
+                    grad = grad + self.weight_decay * theta
+            m, v = self.exp_avg[name], self.exp_avg_sq[name]
+            m += (1 - beta1) * (grad - m)
+            v *= beta2
+            v += (1 - beta2) * grad * grad
+            if self.amsgrad:
+                np.maximum(self.max_exp_avg_sq[name], v, out=self.max_exp_avg_sq[name])
+                v = self.max_exp_avg_sq[name]
+            denom = np.sqrt(v) / bias_correction2_sqrt + self.eps
+            theta -= step_size * (m / denom)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Moments and step count as flat arrays (``exp_avg.<param>``, ...), for checkpoints."""
+        state = {"step": np.array(self.step_count, dtype=np.int64)}
+        for prefix, moments in (("exp_avg", self.exp_avg), ("exp_avg_sq", self.exp_avg_sq),
+                                ("max_exp_avg_sq", self.max_exp_avg_sq)):
+            state.update({f"{prefix}.{k}": v.copy() for k, v in moments.items()})
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.step_count = int(state["step"])
+        for prefix, moments in (("exp_avg", self.exp_avg), ("exp_avg_sq", self.exp_avg_sq),
+                                ("max_exp_avg_sq", self.max_exp_avg_sq)):
+            for k in moments:
+                moments[k][...] = state[f"{prefix}.{k}"]
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: ``theta *= 1 - lr * weight_decay`` before the Adam step."""
+
+    decoupled_weight_decay = True
+
+    def __init__(self, params: dict[str, Parameter], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)

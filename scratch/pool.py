@@ -1,0 +1,126 @@
+"""2-D max-pooling (PyTorch's ``nn.MaxPool2d``), forward and backward.
+
+Notation (docs/04-max-pooling.md): input ``x`` (N, C, H, W), kernel (kh, kw), stride s (default: the
+kernel), padding p (implicit -inf, at most half the effective kernel), dilation d. Window (i, j) of
+channel (n, c) covers ``xp[n, c, s_h i + d_h u, s_w j + d_w v]`` for the kernel offsets (u, v)::
+
+    y[n, c, i, j] = max_{u, v} xp[n, c, s_h i + d_h u, s_w j + d_w v]
+
+The max is piecewise the identity on one input: the *winner* of the window. So the backward pass
+routes each output gradient to its window's winner and sends nothing to the others::
+
+    dL/dx[pixel] = sum over the windows whose winner is that pixel of dL/dy[window]
+
+It is a *sum* because windows overlap when ``stride < kernel``: one pixel can win several windows.
+
+Ties follow PyTorch's CPU kernel exactly: it scans a window row by row and replaces the running
+maximum only on a strictly greater value (or a NaN), so the *first* maximum in scan order wins and
+gets the whole gradient. (Sending it to every tied maximum is a classic bug: ties are common on
+MNIST's constant background after ReLU.)
+
+Vectorization: one loop over the kh*kw kernel offsets, never over pixels. For offset (u, v) the
+strided slice ``xp[:, :, u::s, v::s]`` holds that offset's candidate for *every* window at once, so
+the scan-order rule becomes "replace where strictly greater", applied offset by offset. The backward
+pass loops over the same offsets and adds the gradient where that offset was the winner.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .conv import _offset_slice
+from .module import Layer, as_pair, check_input
+
+Pair = tuple[int, int]
+
+
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int,
+                     ceil_mode: bool) -> int:
+    """Output length along one axis, PyTorch's ``pooling_output_shape`` (ceil mode included)."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1  # the last window must start inside the input or the left padding
+    return out
+
+
+def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
+                      dilation: Pair = (1, 1), ceil_mode: bool = False):
+    """``y = maxpool(x)``. Returns ``(y, cache)``; the cache holds the winner's offset in every window."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    ho = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
+    wo = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
+    # Pad with -inf: padding never wins. Ceil mode may need a little more room on the right/bottom.
+    pad_bottom = max((ho - 1) * sh + dh * (kh - 1) + 1 - h - ph, 0)
+    pad_right = max((wo - 1) * sw + dw * (kw - 1) + 1 - w - pw, 0)
+    if ph or pw or pad_bottom or pad_right:
+        x_pad = np.full((n, c, ph + h + pad_bottom, pw + w + pad_right), -np.inf, dtype=x.dtype)
+        x_pad[:, :, ph:ph + h, pw:pw + w] = x
+    else:
+        x_pad = x
+
+    winner = np.zeros((n, c, ho, wo), dtype=np.uint8 if kh * kw <= 256 else np.int32)
+    y = None
+    for k in range(kh * kw):                       # scan order: row by row, like PyTorch
+        u, v = divmod(k, kw)
+        candidate = x_pad[:, :, _offset_slice(u * dh, ho, sh), _offset_slice(v * dw, wo, sw)]
+        if y is None:
+            y = candidate.copy()
+            continue
+        better = (candidate > y) | np.isnan(candidate)   # strictly greater: the first maximum stays
+        np.copyto(y, candidate, where=better)
+        winner[better] = k
+    cache = (winner, x_pad.shape, x.shape, kernel, stride, padding, dilation)
+    return y, cache
+
+
+def maxpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
+    """``dL/dx``: every window's gradient goes to its winner; overlapping windows add up."""
+    winner, padded_shape, input_shape, (kh, kw), (sh, sw), (ph, pw), (dh, dw) = cache
+    ho, wo = grad_out.shape[2:]
+    dx_pad = np.zeros(padded_shape, dtype=grad_out.dtype)
+    for k in range(kh * kw):
+        u, v = divmod(k, kw)
+        target = dx_pad[:, :, _offset_slice(u * dh, ho, sh), _offset_slice(v * dw, wo, sw)]
+        target += np.where(winner == k, grad_out, 0)
+    h, w = input_shape[2:]
+    return dx_pad[:, :, ph:ph + h, pw:pw + w]
+
+
+class MaxPool2d(Layer):
+    """``nn.MaxPool2d(kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False)`` in NumPy."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False):
+        super().__init__()
+        self.kernel_size = as_pair(kernel_size, "kernel_size")
+        self.stride = as_pair(stride if stride is not None else kernel_size, "stride")
+        self.padding = as_pair(padding, "padding")
+        self.dilation = as_pair(dilation, "dilation")
+        self.ceil_mode = bool(ceil_mode)
+        if min(*self.kernel_size, *self.stride, *self.dilation) < 1 or min(self.padding) < 0:
+            raise ValueError(f"MaxPool2d: kernel_size, stride, dilation must be positive and padding "
+                             f">= 0, got kernel {self.kernel_size}, stride {self.stride}, "
+                             f"padding {self.padding}, dilation {self.dilation}")
+        for k, p, d in zip(self.kernel_size, self.padding, self.dilation):
+            if 2 * p > d * (k - 1) + 1:
+                raise ValueError(f"MaxPool2d: padding {self.padding} must be at most half of the "
+                                 f"effective kernel size (kernel {self.kernel_size}, dilation {self.dilation})")
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        check_input(self, x, 4, "(N, C, H, W)")
+        for size, k, p, d in zip(x.shape[2:], self.kernel_size, self.padding, self.dilation):
+            if size + 2 * p < d * (k - 1) + 1:
+                raise ValueError(f"{self.name}: input {x.shape[2]}x{x.shape[3]} (padding {self.padding}) "
+                                 f"is smaller than the kernel {self.kernel_size} (dilation {self.dilation})")
+        y, cache = maxpool2d_forward(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                                     self.ceil_mode)
+        self._keep(cache)
+        return y
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        return maxpool2d_backward(grad_out, self._take_cache())
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")

@@ -1,0 +1,1 @@
+"""Command-line front end of SimpleCNN (``simplecnn train | evaluate | compare | gradcheck``)."""

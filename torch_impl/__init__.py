@@ -1,0 +1,5 @@
+"""SimpleCNN in idiomatic PyTorch, the counterpart of the NumPy reference in ``scratch``."""
+
+from .model import SimpleCNN
+
+__all__ = ["SimpleCNN"]
