@@ -36,6 +36,16 @@ class StateDictError(ValueError):
     """A state dict that does not fit the model: every missing, unexpected or mis-shaped key at once."""
 
 
+def check_state_dict(expected_shapes: dict[str, tuple[int, ...]], state: dict, model_name: str) -> None:
+    """Raise :class:`StateDictError` listing every missing, unexpected and mis-shaped key of ``state``."""
+    problems = [f"missing key {k!r}" for k in expected_shapes if k not in state]
+    problems += [f"unexpected key {k!r}" for k in state if k not in expected_shapes]
+    problems += [f"{k!r}: expected shape {shape}, got {np.shape(state[k])}"
+                 for k, shape in expected_shapes.items() if k in state and np.shape(state[k]) != shape]
+    if problems:
+        raise StateDictError(f"state dict does not fit {model_name}: " + "; ".join(problems))
+
+
 class Sequential:
     """Named layers run in order. Parameters and state are keyed ``<layer name>.<parameter name>``."""
 
@@ -70,13 +80,8 @@ class Sequential:
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Load every array, after checking all keys and shapes; all problems are reported at once."""
-        expected = self.state_dict()
-        problems = [f"missing key {k!r}" for k in expected if k not in state]
-        problems += [f"unexpected key {k!r}" for k in state if k not in expected]
-        problems += [f"{k!r}: expected shape {expected[k].shape}, got {np.shape(state[k])}"
-                     for k in expected if k in state and np.shape(state[k]) != expected[k].shape]
-        if problems:
-            raise StateDictError(f"state dict does not fit {type(self).__name__}: " + "; ".join(problems))
+        expected = {k: v.shape for k, v in self.state_dict().items()}
+        check_state_dict(expected, state, type(self).__name__)
         for name, layer in self.layers.items():
             prefix = f"{name}."
             layer.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})

@@ -1,0 +1,95 @@
+"""Checkpoint files, written atomically so that a crash or Ctrl-C never leaves half a file.
+
+* ``model.npz``: the portable checkpoint, the model's state dict alone, with PyTorch's keys
+  (``conv1.weight``, ..., ``batch1.num_batches_tracked``). Either implementation loads it.
+* ``checkpoint.npz``: everything a run needs to continue: ``model.<key>``, ``optim.<key>`` (Adam's
+  moments and step) and ``meta``, a JSON document (configuration, epoch and step reached, RNG states,
+  metric history).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+CHECKPOINT_NAME, MODEL_NAME = "checkpoint.npz", "model.npz"
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, unreadable or does not fit the model."""
+
+
+def write_atomically(path: str | os.PathLike, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, then rename it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise CheckpointError(f"{path}: not a readable .npz checkpoint ({e})") from None
+
+
+def save_model(path: str | os.PathLike, state: dict[str, np.ndarray]) -> None:
+    save_arrays(path, state)
+
+
+def load_model(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A model state dict from ``model.npz`` or from the ``model.*`` part of a ``checkpoint.npz``."""
+    arrays = load_arrays(path)
+    if "meta" in arrays:
+        return {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
+    return arrays
+
+
+def save_training_checkpoint(directory: str | os.PathLike, model_state: dict[str, np.ndarray],
+                             optimizer_state: dict[str, np.ndarray], meta: dict) -> Path:
+    arrays = {f"model.{k}": v for k, v in model_state.items()}
+    arrays.update({f"optim.{k}": v for k, v in optimizer_state.items()})
+    arrays["meta"] = np.array(json.dumps(meta))
+    path = Path(directory) / CHECKPOINT_NAME
+    save_arrays(path, arrays)
+    return path
+
+
+def load_training_checkpoint(directory: str | os.PathLike):
+    """``(model_state, optimizer_state, meta)`` from ``<directory>/checkpoint.npz``."""
+    path = Path(directory) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"no resumable checkpoint in {directory} (expected {path})")
+    arrays = load_arrays(path)
+    if "meta" not in arrays:
+        raise CheckpointError(f"{path}: not a training checkpoint (no 'meta' entry)")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: corrupt 'meta' entry ({e})") from None
+    model = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
+    optim = {k[6:]: v for k, v in arrays.items() if k.startswith("optim.")}
+    return model, optim, meta

@@ -1,0 +1,127 @@
+"""Training and evaluating the PyTorch SimpleCNN, the idiomatic way.
+
+The data comes from ``scratch.data`` (the same arrays, normalized the same way) and the batch order
+from ``scratch.data.epoch_batches``, so that for one seed both implementations see identical batches.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+from scratch.train import NonFiniteLossError
+
+
+class FixedBatches(Sampler[list[int]]):
+    """A batch sampler that yields precomputed index batches (the epoch's shared batch order)."""
+
+    def __init__(self, batches: Sequence[np.ndarray]):
+        self.batches = batches
+
+    def __iter__(self):
+        for batch in self.batches:
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def make_loader(images: np.ndarray, labels: np.ndarray, batches: Sequence[np.ndarray] | None = None,
+                batch_size: int = 1000) -> DataLoader:
+    """A DataLoader over in-memory arrays: in the given batch order, or sequential for evaluation."""
+    dataset = TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
+    if batches is not None:
+        return DataLoader(dataset, batch_sampler=FixedBatches(batches))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when it is available; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu, cuda or auto, got {name!r}")
+    return torch.device(name)
+
+
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
+                    device: torch.device, epoch: int = 1,
+                    after_step: Callable[[int, float], None] | None = None) -> float:
+    """One pass over ``loader``; returns the mean of the batch losses."""
+    model.train()
+    total, count = 0.0, 0
+    for step, (x, y) in enumerate(loader, start=1):
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLossError(epoch, step, value)
+        loss.backward()
+        optimizer.step()
+        total, count = total + value, count + 1
+        if after_step is not None:
+            after_step(step, value)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float, np.ndarray]:
+    """Mean cross-entropy, accuracy (in %) and predicted classes over ``loader``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct, seen, predictions = 0.0, 0, 0, []
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        logits = model(x)
+        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        predicted = logits.argmax(dim=1)
+        correct += int((predicted == y).sum())
+        seen += len(y)
+        predictions.append(predicted.cpu().numpy())
+    model.train(was_training)
+    predicted = np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
+    return total_loss / max(seen, 1), 100.0 * correct / max(seen, 1), predicted
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
+    """One forward, backward and Adam step on a batch. Returns the batch's mean loss."""
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+class fixed_dropout_masks:
+    """Within this context, ``model.<name>`` dropout layers apply the given keep-masks instead of
+    drawing their own (a forward hook replaces the output with ``input * mask / (1 - p)``).
+    Used to give the NumPy and the PyTorch network the same masks."""
+
+    def __init__(self, model: nn.Module, masks: dict[str, torch.Tensor]):
+        self.model, self.masks, self.handles = model, masks, []
+
+    def __enter__(self):
+        for name, mask in self.masks.items():
+            layer = getattr(self.model, name)
+            scale = 1.0 / (1.0 - layer.p)
+
+            def hook(module, inputs, output, mask=mask, scale=scale):
+                return inputs[0] * (mask.to(inputs[0].dtype) * scale) if module.training else output
+
+            self.handles.append(layer.register_forward_hook(hook))
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        return False
