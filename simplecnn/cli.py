@@ -63,7 +63,8 @@ def _fraction(text: str) -> float:
 
 
 def _add_training_options(p: argparse.ArgumentParser, default_out: str, default_epochs: int) -> None:
-    p.add_argument("--epochs", type=_positive_int, default=default_epochs, help=f"default {default_epochs}")
+    p.add_argument("--epochs", type=_positive_int, default=None, help=f"default {default_epochs}")
+    p.set_defaults(default_epochs=default_epochs)
     p.add_argument("--batch-size", type=_positive_int, default=64, help="default 64")
     p.add_argument("--lr", type=_learning_rate, default=1e-3, help="Adam learning rate, default 1e-3")
     p.add_argument("--val-split", type=_fraction, default=0.1,
@@ -116,7 +117,7 @@ def _cmd_train(args) -> int:
             raise UsageError(f"--resume: {args.resume} is not a folder")
         config = config_from_checkpoint(args.resume)
         config.out = args.out or args.resume
-        if "--epochs" in sys.argv:
+        if args.epochs is not None:  # extend (or shorten) the resumed run
             config.epochs = args.epochs
         if args.impl is not None and args.impl != config.impl:
             raise UsageError(f"--resume: the run in {args.resume} uses --impl {config.impl}, not {args.impl}")
@@ -124,7 +125,7 @@ def _cmd_train(args) -> int:
             config.data_dir = args.data_dir
     else:
         impl = args.impl or "numpy"
-        config = TrainConfig(impl=impl, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        config = TrainConfig(impl=impl, epochs=args.epochs or args.default_epochs, batch_size=args.batch_size, lr=args.lr,
                              val_split=args.val_split, seed=args.seed, data_dir=args.data_dir,
                              out=args.out or f"runs/{impl}", train_limit=args.train_limit,
                              device=args.device, dtype=args.dtype)
@@ -161,7 +162,7 @@ def _cmd_evaluate(args) -> int:
 def _cmd_compare(args) -> int:
     from .compare import CompareConfig, compare
 
-    compare(CompareConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    compare(CompareConfig(epochs=args.epochs or args.default_epochs, batch_size=args.batch_size, lr=args.lr,
                           val_split=args.val_split, seed=args.seed, data_dir=args.data_dir,
                           out=args.out or "runs/compare", train_limit=args.train_limit, dtype=args.dtype))
     return 0

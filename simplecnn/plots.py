@@ -112,11 +112,15 @@ def plot_compare_losses(history: dict, path) -> None:
     _save(fig, path)
 
 
-def plot_drift(drift: list[float], path, dtype: str) -> None:
-    """Largest relative weight difference between the two models after each step (log scale)."""
+def plot_drift(drift: list[float], drift_without_absorbed: list[float], path, dtype: str) -> None:
+    """Largest relative weight difference between the two models after each step (log scale), over
+    all weights and without the biases batch-norm absorbs (see ``compare.BN_ABSORBED``)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.semilogy(np.arange(1, len(drift) + 1), np.maximum(drift, 1e-300))
+    steps = np.arange(1, len(drift) + 1)
+    ax.semilogy(steps, np.maximum(drift, 1e-300), label="all weights and buffers")
+    ax.semilogy(steps, np.maximum(drift_without_absorbed, 1e-300),
+                label="without conv biases before batch-norm and running means")
     ax.axhline(np.finfo(np.dtype(dtype)).eps, color="gray", ls=":", label=f"{dtype} machine epsilon")
     ax.set_xlabel("step")
     ax.set_ylabel("max relative weight difference")

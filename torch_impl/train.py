@@ -36,9 +36,12 @@ def make_loader(images: np.ndarray, labels: np.ndarray, batches: Sequence[np.nda
                 batch_size: int = 1000) -> DataLoader:
     """A DataLoader over in-memory arrays: in the given batch order, or sequential for evaluation."""
     dataset = TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
+    # A DataLoader draws a seed from its generator each time it is iterated. Giving it its own keeps
+    # the global RNG (dropout's) untouched, so a resumed run sees the same dropout masks.
+    generator = torch.Generator().manual_seed(0)
     if batches is not None:
-        return DataLoader(dataset, batch_sampler=FixedBatches(batches))
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False)
+        return DataLoader(dataset, batch_sampler=FixedBatches(batches), generator=generator)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=generator)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

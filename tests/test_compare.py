@@ -1,0 +1,33 @@
+"""``simplecnn compare``: both implementations in lockstep; float64 stays at machine precision."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from simplecnn.cli import main
+
+
+# Bounds: float64 weights stay within ~1e-11 relative except the conv biases that feed batch-norm,
+# whose true gradient is zero (Adam turns their rounding noise into real steps; see
+# simplecnn/compare.py). float32 drifts by ~1e-4 over these steps.
+@pytest.mark.parametrize("dtype, bound, bound_without_absorbed", [("float64", 1e-6, 1e-9),
+                                                                    ("float32", 1e-1, 1e-2)])
+def test_compare_writes_histories_plots_and_small_drift(mnist_dir, tmp_path, dtype, bound,
+                                                        bound_without_absorbed):
+    assert main(["compare", "--epochs", "1", "--train-limit", "640", "--batch-size", "32", "--dtype", dtype,
+                 "--data-dir", str(mnist_dir), "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "compare.json").read_text())
+    steps = result["steps_per_epoch"]
+    assert steps == 18 and len(result["drift"]) == steps
+    for impl in ("numpy", "torch"):
+        assert len(result[impl]["step_losses"]) == steps and len(result[impl]["val_losses"]) == 1
+    assert result["numpy"]["step_losses"][-1] < result["numpy"]["step_losses"][0]  # it does learn
+    assert result["max_drift"] < bound, result["max_drift"]
+    assert result["max_drift_without_bn_absorbed"] < bound_without_absorbed, result
+    assert len(result["drift_without_bn_absorbed"]) == steps
+    if dtype == "float32":
+        assert result["max_drift"] > 0  # rounding differs: the plot has something to show
+    for name in ("compare_losses.png", "compare_drift.png"):
+        assert (tmp_path / name).stat().st_size > 5000
