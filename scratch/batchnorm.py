@@ -25,10 +25,18 @@ correction terms; with ``g = dL/dy`` and means over (n, h, w)::
 
 In evaluation the statistics are constants and ``dL/dx = gamma * inv_std * g``.
 
-Precision: per-channel sums over tens of thousands of float32 values are accumulated in float64
-(``dtype=np.float64`` in the reductions) and the results cast back, as PyTorch's CPU kernel does.
-A naive float32 sum loses ~1e-4 relative accuracy in the mean, enough to move float32 gradients
-visibly. Every array the layer returns keeps the input dtype.
+Precision: a float32 sum over the tens of thousands of values of a channel, added one by one, loses
+~1e-4 relative accuracy in the mean, enough to move float32 gradients visibly. :func:`channel_sums`
+avoids that cheaply, in two stages: each (image, channel) row of H*W contiguous numbers is summed in
+the input dtype by ``np.einsum`` (it accumulates in several SIMD lanes, so no running sum gets long,
+and it is 3x faster than ``sum`` here), then the N partial sums of a channel are added in float64.
+Measured on batch-norm 1's input (batch 64): about 1e-8 relative error in the sums. The statistics are
+computed in float64 from those sums and cast back, as PyTorch's CPU kernel does. Every array the
+layer returns keeps the input dtype.
+
+Speed: every pass over an (N, C, H, W) array costs about the same, so the code counts them. The
+arithmetic is written with ``out=`` and in-place operators, so that each line is one pass and no
+temporary array is allocated that an existing buffer can hold.
 """
 
 from __future__ import annotations
@@ -37,30 +45,38 @@ import numpy as np
 
 from .module import Layer, Parameter, check_input, require_float_dtype
 
-_AXES = (0, 2, 3)  # statistics are per channel: over batch, height and width
-
 
 def _channel(v: np.ndarray) -> np.ndarray:
     """(C,) -> (1, C, 1, 1), to broadcast a per-channel value against (N, C, H, W)."""
     return v.reshape(1, -1, 1, 1)
 
 
+def channel_sums(a: np.ndarray) -> np.ndarray:
+    """Per-channel sum of ``a`` (N, C, H, W) over (n, h, w), as float64 (see the module docstring)."""
+    n, c = a.shape[:2]
+    row_sums = np.einsum("ncp->nc", a.reshape(n, c, -1))   # (N, C), in a's dtype
+    return row_sums.sum(axis=0, dtype=np.float64)           # (C,): the N partial sums, in float64
+
+
 def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
                         running_var: np.ndarray, training: bool, momentum: float, eps: float):
     """``y = gamma * x_hat + beta``. In training, updates ``running_*`` in place. Returns ``(y, cache)``."""
+    x_hat = np.empty_like(x)
+    y = np.empty_like(x)                               # first a scratch buffer for the squares
     if training:
         m = x.size // x.shape[1]
-        mu = x.mean(axis=_AXES, dtype=np.float64)                      # float64 accumulation
-        centered = x - _channel(mu.astype(x.dtype))
-        var = np.square(centered).mean(axis=_AXES, dtype=np.float64)   # biased: divides by m
+        mu = channel_sums(x) / m                                     # float64
+        np.subtract(x, _channel(mu.astype(x.dtype)), out=x_hat)     # x - mu (x_hat once scaled)
+        var = channel_sums(np.square(x_hat, out=y)) / m             # biased: divides by m
         running_mean[...] = (1 - momentum) * running_mean + momentum * mu
         running_var[...] = (1 - momentum) * running_var + momentum * var * (m / (m - 1))
     else:
         mu, var = running_mean, running_var
-        centered = x - _channel(mu)
+        np.subtract(x, _channel(mu), out=x_hat)
     inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
-    x_hat = centered * _channel(inv_std)
-    y = x_hat * _channel(gamma) + _channel(beta)
+    x_hat *= _channel(inv_std)
+    np.multiply(x_hat, _channel(gamma), out=y)
+    y += _channel(beta)
     return y, (x_hat, inv_std, gamma, training)
 
 
@@ -68,16 +84,20 @@ def batchnorm2d_backward(grad_out: np.ndarray, cache):
     """Gradients ``(dx, dgamma, dbeta)`` from ``grad_out = dL/dy`` (see the module docstring)."""
     x_hat, inv_std, gamma, training = cache
     g = grad_out
-    dbeta = g.sum(axis=_AXES, dtype=np.float64)
-    dgamma = (g * x_hat).sum(axis=_AXES, dtype=np.float64)
+    g_x_hat = g * x_hat                                # reused below as scratch space
+    dbeta = channel_sums(g)
+    dgamma = channel_sums(g_x_hat)
     scale = _channel(gamma * inv_std)
     if training:
+        # dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)), one pass per operation:
         m = g.size // g.shape[1]
         mean_g = _channel((dbeta / m).astype(g.dtype))
         mean_g_xhat = _channel((dgamma / m).astype(g.dtype))
-        dx = scale * (g - mean_g - x_hat * mean_g_xhat)
+        dx = np.subtract(g, mean_g)
+        dx -= np.multiply(x_hat, mean_g_xhat, out=g_x_hat)
+        dx *= scale
     else:
-        dx = scale * g
+        dx = g * scale
     return dx, dgamma.astype(g.dtype), dbeta.astype(g.dtype)
 
 

@@ -22,7 +22,7 @@ from .module import Layer, check_input
 def dropout_forward(x: np.ndarray, keep_mask: np.ndarray, p: float):
     """``y = x * keep_mask / (1 - p)``. Returns ``(y, cache)``; the cache is the scaled mask."""
     scale = 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
-    scaled_mask = keep_mask.astype(x.dtype) * x.dtype.type(scale)
+    scaled_mask = np.multiply(keep_mask, x.dtype.type(scale), dtype=x.dtype)   # 0 or 1/(1-p), one pass
     return x * scaled_mask, scaled_mask
 
 

@@ -14,6 +14,9 @@ Notation (docs/09-adam.md), for one parameter ``theta`` with gradient ``g`` at s
 ``eps`` is added *after* the square root. Each line is written in the order and form PyTorch's
 single-tensor implementation uses (``lerp`` for m, the step size ``lr / (1 - beta1^t)``), so that
 float64 trajectories agree to the last bits.
+
+Speed: every line of the update is one pass over the parameter, done in place or into one
+preallocated scratch array per parameter (``out=``), so a step allocates no temporary arrays.
 """
 
 from __future__ import annotations
@@ -23,6 +26,21 @@ import math
 import numpy as np
 
 from .module import Parameter
+
+
+def _lerp_(start: np.ndarray, end: np.ndarray, weight: float, scratch: np.ndarray | None = None) -> None:
+    """``start += weight * (end - start)`` in place, rounded as ``torch.lerp`` rounds it.
+
+    PyTorch interpolates from the nearer end: ``start + w (end - start)`` for ``w < 0.5``, else
+    ``end - (end - start)(1 - w)``. Same value, different rounding: with ``beta1 = 0`` (``w = 1``) the
+    second form returns ``end`` exactly, the first one can lose every digit when ``start`` is much larger.
+    """
+    w = start.dtype.type(weight)
+    diff = np.subtract(end, start, out=scratch)        # end - start (into ``scratch`` when given)
+    if w < 0.5:
+        start += np.multiply(w, diff, out=diff)
+    else:
+        np.subtract(end, np.multiply(diff, 1 - w, out=diff), out=start)
 
 
 class Adam:
@@ -47,6 +65,7 @@ class Adam:
         self.exp_avg = {k: np.zeros_like(p.data) for k, p in self.params.items()}
         self.exp_avg_sq = {k: np.zeros_like(p.data) for k, p in self.params.items()}
         self.max_exp_avg_sq = {k: np.zeros_like(p.data) for k, p in self.params.items()} if amsgrad else {}
+        self._scratch = {k: np.empty_like(p.data) for k, p in self.params.items()}  # work space, not state
 
     def step(self) -> None:
         """One update of every parameter from its ``grad`` (parameters without a gradient are skipped)."""
@@ -64,15 +83,17 @@ class Adam:
                     theta *= 1 - self.lr * self.weight_decay
                 else:
                     grad = grad + self.weight_decay * theta
-            m, v = self.exp_avg[name], self.exp_avg_sq[name]
-            m += (1 - beta1) * (grad - m)
+            m, v, tmp = self.exp_avg[name], self.exp_avg_sq[name], self._scratch[name]
+            _lerp_(m, grad, 1 - beta1, tmp)            # m + (1 - beta1) * (grad - m)
             v *= beta2
-            v += (1 - beta2) * grad * grad
+            v += np.multiply(np.multiply(1 - beta2, grad, out=tmp), grad, out=tmp)  # (1-b2) g g
             if self.amsgrad:
                 np.maximum(self.max_exp_avg_sq[name], v, out=self.max_exp_avg_sq[name])
                 v = self.max_exp_avg_sq[name]
-            denom = np.sqrt(v) / bias_correction2_sqrt + self.eps
-            theta -= step_size * (m / denom)
+            denom = np.sqrt(v, out=tmp)                  # sqrt(v) / sqrt(1 - b2^t) + eps
+            denom /= bias_correction2_sqrt
+            denom += self.eps
+            theta -= np.multiply(step_size, np.divide(m, denom, out=tmp), out=tmp)  # step * m / denom
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Moments and step count as flat arrays (``exp_avg.<param>``, ...), for checkpoints."""

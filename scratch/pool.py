@@ -19,9 +19,22 @@ gets the whole gradient. (Sending it to every tied maximum is a classic bug: tie
 MNIST's constant background after ReLU.)
 
 Vectorization: one loop over the kh*kw kernel offsets, never over pixels. For offset (u, v) the
-strided slice ``xp[:, :, u::s, v::s]`` holds that offset's candidate for *every* window at once, so
-the scan-order rule becomes "replace where strictly greater", applied offset by offset. The backward
-pass loops over the same offsets and adds the gradient where that offset was the winner.
+strided slice ``xp[:, :, u::s, v::s]`` holds that offset's candidate for *every* window at once.
+
+* Forward copies the kh*kw slices into one contiguous array ``candidates`` of shape
+  (kh*kw, N, C, Ho, Wo): ``candidates[k]`` is entry k (scan order, k = u*kw + v) of every window. The
+  copies are the only strided memory traffic; everything after runs on contiguous planes, which NumPy
+  processes several times faster than strided slices: ``y = candidates.max(axis=0)``.
+* Backward finds the winners from ``candidates`` and ``y`` (training needs them; evaluation under
+  ``no_grad`` never pays for them): ``candidates[k] == y`` marks every maximum, and keeping only the
+  first True along the k axis applies the scan-order tie rule. The gradient times the 0/1 winner mask
+  of each offset goes into that offset's slice; no per-element scatter (``np.add.at``) is needed
+  because, for one offset, different windows hit different pixels. Windows that overlap (stride <
+  kernel) add their offsets' contributions; windows that do not overlap (the common 2x2, stride 2
+  case) simply write. (Multiplying by the mask is 3x faster than ``np.where(mask, g, 0)``; the two
+  differ only for an infinite or NaN upstream gradient, where ``inf * 0`` gives NaN instead of 0.)
+* NaN: a window containing NaN has ``y = NaN`` (``max`` propagates it, as PyTorch does), and since
+  PyTorch's scan also replaces the running maximum on *every* NaN, the *last* NaN wins there.
 """
 
 from __future__ import annotations
@@ -44,9 +57,26 @@ def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation
     return out
 
 
+def _window_entry(x_pad: np.ndarray, k: int, kernel: Pair, stride: Pair, dilation: Pair,
+                  out_hw: Pair) -> np.ndarray:
+    """View of entry ``k`` (scan order) of every window: ``x_pad[:, :, s_h i + d_h u, s_w j + d_w v]``."""
+    u, v = divmod(k, kernel[1])
+    return x_pad[:, :, _offset_slice(u * dilation[0], out_hw[0], stride[0]),
+                 _offset_slice(v * dilation[1], out_hw[1], stride[1])]
+
+
+def _keep_first(mask: np.ndarray) -> np.ndarray:
+    """In place, along axis 0: keep only the first True of every column (the scan-order tie rule)."""
+    seen = mask[0].copy()
+    for k in range(1, len(mask)):
+        mask[k] &= ~seen
+        seen |= mask[k]
+    return mask
+
+
 def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
                       dilation: Pair = (1, 1), ceil_mode: bool = False):
-    """``y = maxpool(x)``. Returns ``(y, cache)``; the cache holds the winner's offset in every window."""
+    """``y = maxpool(x)``. Returns ``(y, cache)``; the cache holds every window's entries and ``y``."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     ho = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
@@ -60,30 +90,33 @@ def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair =
     else:
         x_pad = x
 
-    winner = np.zeros((n, c, ho, wo), dtype=np.uint8 if kh * kw <= 256 else np.int32)
-    y = None
+    candidates = np.empty((kh * kw, n, c, ho, wo), dtype=x.dtype)
     for k in range(kh * kw):                       # scan order: row by row, like PyTorch
-        u, v = divmod(k, kw)
-        candidate = x_pad[:, :, _offset_slice(u * dh, ho, sh), _offset_slice(v * dw, wo, sw)]
-        if y is None:
-            y = candidate.copy()
-            continue
-        better = (candidate > y) | np.isnan(candidate)   # strictly greater: the first maximum stays
-        np.copyto(y, candidate, where=better)
-        winner[better] = k
-    cache = (winner, x_pad.shape, x.shape, kernel, stride, padding, dilation)
+        candidates[k] = _window_entry(x_pad, k, kernel, stride, dilation, (ho, wo))
+    y = candidates.max(axis=0)                     # NaN propagates, as in PyTorch
+    cache = (candidates, y, x_pad.shape, x.shape, kernel, stride, padding, dilation)
     return y, cache
 
 
 def maxpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
     """``dL/dx``: every window's gradient goes to its winner; overlapping windows add up."""
-    winner, padded_shape, input_shape, (kh, kw), (sh, sw), (ph, pw), (dh, dw) = cache
-    ho, wo = grad_out.shape[2:]
+    candidates, y, padded_shape, input_shape, kernel, stride, (ph, pw), dilation = cache
+    # The winner of each window: the first entry equal to the max, or, where the max is NaN, the last NaN.
+    is_winner = _keep_first(candidates == y)
+    nan_windows = np.isnan(y)
+    if nan_windows.any():                          # rare: only with NaN in the input
+        last_nan = _keep_first(np.isnan(candidates)[::-1])[::-1]
+        is_winner[:, nan_windows] = last_nan[:, nan_windows]
+
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    overlapping = sh < dh * (kh - 1) + 1 or sw < dw * (kw - 1) + 1
     dx_pad = np.zeros(padded_shape, dtype=grad_out.dtype)
     for k in range(kh * kw):
-        u, v = divmod(k, kw)
-        target = dx_pad[:, :, _offset_slice(u * dh, ho, sh), _offset_slice(v * dw, wo, sw)]
-        target += np.where(winner == k, grad_out, 0)
+        target = _window_entry(dx_pad, k, kernel, stride, dilation, grad_out.shape[2:])
+        if overlapping:
+            target += grad_out * is_winner[k]
+        else:                                      # each pixel is in one window at most: write
+            np.multiply(grad_out, is_winner[k], out=target)
     h, w = input_shape[2:]
     return dx_pad[:, :, ph:ph + h, pw:pw + w]
 

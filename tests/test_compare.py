@@ -9,11 +9,13 @@ import pytest
 from simplecnn.cli import main
 
 
-# Bounds: float64 weights stay within ~1e-11 relative except the conv biases that feed batch-norm,
-# whose true gradient is zero (Adam turns their rounding noise into real steps; see
-# simplecnn/compare.py). float32 drifts by ~1e-4 over these steps.
+# Bounds, measured over these 18 steps: float64 weights stay within ~4e-11 relative, except the conv
+# biases that feed batch-norm (~1e-8): their true gradient is zero, and Adam turns the rounding noise
+# of both sides into steps of up to lr (see simplecnn/compare.py). In float32 the other weights drift by
+# ~2e-3 (Adam divides small gradients' rounding errors by sqrt(v) + eps), and those biases can move
+# apart by up to 2 * lr per step: 18 steps * 2e-3 / max|bias| (~0.2) ~ 0.2 relative.
 @pytest.mark.parametrize("dtype, bound, bound_without_absorbed", [("float64", 1e-6, 1e-9),
-                                                                    ("float32", 1e-1, 1e-2)])
+                                                                    ("float32", 0.5, 1e-2)])
 def test_compare_writes_histories_plots_and_small_drift(mnist_dir, tmp_path, dtype, bound,
                                                         bound_without_absorbed):
     assert main(["compare", "--epochs", "1", "--train-limit", "640", "--batch-size", "32", "--dtype", dtype,

@@ -1,0 +1,252 @@
+"""Speed of one training step (and one evaluation forward): scratch (NumPy) vs torch, same process.
+
+    python benchmarks/train_step.py                      # batch 64, float32, all cores
+    python benchmarks/train_step.py --steps 5 --warmup 2 # quick mode (CI: checks it runs, not speed)
+
+Both networks start from the same weights (the scratch model's state dict loaded into torch) and see the
+same batches. A train step is forward, cross-entropy, backward and an Adam step; the two
+implementations *alternate* step by step, so a slow-down caused by something else on the machine hits
+both alike and the ratio of the medians stays meaningful on a busy machine.
+
+Printed:
+* median ms per train step for each implementation;
+* the NumPy step layer by layer (forward and backward of every layer, the loss, Adam), measured in
+  separate instrumented steps so the timers do not disturb the step timed above;
+* the same for evaluation (``model.eval()`` under ``no_grad``: a forward with no backward caches);
+* last, exactly one line ``numpy/torch train-step time ratio: X.XX``.
+
+Threads: ``--threads`` (default: every core) goes to ``torch.set_num_threads`` and, through the
+``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` environment variables, to NumPy's
+BLAS. Those are read when NumPy loads its BLAS, so they are set before NumPy is imported; a value already
+in the environment wins (and is reported).
+
+Fairness of the alternation: after a matrix product, OpenBLAS's worker threads busy-wait ("spin") for
+about 2^28 cycles (~0.1 s) before sleeping, so that the next product starts sooner. Alternating with
+torch, that spinning thread would hold a core during torch's whole step and make torch ~2x slower on a
+2-core machine. ``OPENBLAS_THREAD_TIMEOUT=4`` (the minimum: 2^4 cycles) makes them sleep at once; on its
+own, NumPy's step is not measurably slower with it. The script sets it unless the environment already
+does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=100, help="timed steps per implementation")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (caches, allocator)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="torch threads and NumPy BLAS threads (default: the machine's cores)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for name in ("steps", "batch_size", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be >= 0")
+    return args
+
+
+ARGS = parse_args()
+for _var in BLAS_ENV:                      # before NumPy (and torch, which loads NumPy) is imported
+    os.environ.setdefault(_var, str(ARGS.threads))
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # no spinning BLAS threads during torch's steps
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import scratch  # noqa: E402
+from torch_impl import SimpleCNN as TorchCNN  # noqa: E402
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+def make_batches(rng: np.random.Generator, count: int, batch_size: int):
+    """MNIST-like random batches: ~80% background (0) like MNIST digits, the rest ink in [0, 1).
+
+    The constant background matters: as on real MNIST, it makes tied maxima in max-pool windows common.
+    """
+    batches = []
+    for _ in range(count):
+        ink = rng.random((batch_size, 1, 28, 28), dtype=np.float32)
+        images = np.where(rng.random(ink.shape) < 0.8, np.float32(0), ink)
+        images = ((images - MNIST_MEAN) / MNIST_STD).astype(np.float32)
+        labels = rng.integers(0, 10, batch_size)
+        batches.append((images, labels, torch.from_numpy(images), torch.from_numpy(labels)))
+    return batches
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1e3
+
+
+# --- whole steps -----------------------------------------------------------------------------------
+def numpy_train_step(model, opt, x, y) -> None:
+    logits = model(x)
+    _, grad = scratch.cross_entropy(logits, y)
+    model.backward(grad)
+    opt.step()
+
+
+def torch_train_step(model, opt, x, y) -> None:
+    opt.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+
+
+def numpy_eval(model, x) -> None:
+    with scratch.no_grad():
+        model(x)
+
+
+def torch_eval(model, x) -> None:
+    with torch.no_grad():
+        model(x)
+
+
+# --- the NumPy step, layer by layer -----------------------------------------------------------------
+def numpy_train_step_by_layer(model, opt, x, y, times: dict[str, list[float]]) -> None:
+    """The same step as :func:`numpy_train_step`, with a timer around every layer's forward/backward."""
+    clock = time.perf_counter
+    for name, layer in model.layers.items():
+        t0 = clock()
+        x = layer.forward(x)
+        times[f"{name} fwd"].append(clock() - t0)
+    t0 = clock()
+    _, grad = scratch.cross_entropy(x, y)
+    times["loss"].append(clock() - t0)
+    for name, layer in reversed(model.layers.items()):
+        t0 = clock()
+        grad = layer.backward(grad)
+        times[f"{name} bwd"].append(clock() - t0)
+    t0 = clock()
+    opt.step()
+    times["adam"].append(clock() - t0)
+
+
+def numpy_eval_by_layer(model, x, times: dict[str, list[float]]) -> None:
+    clock = time.perf_counter
+    with scratch.no_grad():
+        for name, layer in model.layers.items():
+            t0 = clock()
+            x = layer.forward(x)
+            times[f"{name} fwd"].append(clock() - t0)
+
+
+def print_breakdown(title: str, model, times: dict[str, list[float]], with_backward: bool) -> None:
+    median = {k: ms(statistics.median(v)) for k, v in times.items()}
+    total = sum(median.values())
+    print(f"\n{title} (median ms; sum of medians {total:.2f} ms)")
+    header = f"  {'layer':<10} {'forward':>9}" + (f" {'backward':>9} {'total':>9}" if with_backward else "")
+    print(header + f" {'share':>7}")
+    for name in model.layers:
+        fwd = median[f"{name} fwd"]
+        bwd = median.get(f"{name} bwd", 0.0) if with_backward else 0.0
+        row = f"  {name:<10} {fwd:9.2f}" + (f" {bwd:9.2f} {fwd + bwd:9.2f}" if with_backward else "")
+        print(row + f" {100 * (fwd + bwd) / total:6.1f}%")
+    if "loss" in median:   # the loss runs between the forward and the backward passes
+        print(f"  {'loss':<10} {median['loss']:9.2f} {'':>9} {median['loss']:9.2f} "
+              f"{100 * median['loss'] / total:6.1f}%")
+    if "adam" in median:
+        print(f"  {'adam':<10} {'':>9} {'':>9} {median['adam']:9.2f} {100 * median['adam'] / total:6.1f}%")
+
+
+def check_float32(model, x) -> None:
+    """No silent float64 anywhere on the float32 path: every forward output and backward gradient."""
+    bad = []
+    for name, layer in model.layers.items():
+        x = layer.forward(x)
+        if x.dtype != np.float32:
+            bad.append(f"{name} forward -> {x.dtype}")
+    _, grad = scratch.cross_entropy(x, np.zeros(len(x), dtype=np.int64))
+    for name, layer in reversed(model.layers.items()):
+        grad = layer.backward(grad)
+        if grad is not None and grad.dtype != np.float32:
+            bad.append(f"{name} backward -> {grad.dtype}")
+    bad += [f"{k}.grad -> {p.grad.dtype}" for k, p in model.parameters().items() if p.grad.dtype != np.float32]
+    if bad:
+        raise SystemExit("float32 path upcasts: " + ", ".join(bad))
+
+
+def main() -> None:
+    args = ARGS
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+    batches = make_batches(rng, 8, args.batch_size)
+
+    np_model = scratch.SimpleCNN(seed=args.seed, dtype=np.float32)
+    t_model = TorchCNN()
+    t_model.load_state_dict({k: torch.from_numpy(v) for k, v in np_model.state_dict().items()})
+    np_opt = scratch.Adam(np_model.parameters())
+    t_opt = torch.optim.Adam(t_model.parameters())
+    check_float32(scratch.SimpleCNN(seed=args.seed, dtype=np.float32), batches[0][0])  # a spare model
+
+    blas = {v: os.environ[v] for v in BLAS_ENV + ("OPENBLAS_THREAD_TIMEOUT",)}
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}, "
+          f"numpy {np.__version__}, torch {torch.__version__}")
+    print(f"threads: torch {torch.get_num_threads()}, numpy BLAS env {blas}")
+    print(f"batch {args.batch_size}, float32, {args.warmup} warm-up + {args.steps} timed steps each, "
+          f"numpy and torch alternating")
+
+    clock = time.perf_counter
+    # Train steps: numpy, torch, then an instrumented numpy step for the layer breakdown.
+    np_model.train(), t_model.train()
+    np_times, t_times = [], []
+    by_layer: dict[str, list[float]] = {k: [] for k in
+                                        [f"{n} {d}" for n in np_model.layers for d in ("fwd", "bwd")]
+                                        + ["loss", "adam"]}
+    for i in range(args.warmup + args.steps):
+        x, y, tx, ty = batches[i % len(batches)]
+        t0 = clock()
+        numpy_train_step(np_model, np_opt, x, y)
+        t1 = clock()
+        torch_train_step(t_model, t_opt, tx, ty)
+        t2 = clock()
+        if i >= args.warmup:
+            np_times.append(t1 - t0)
+            t_times.append(t2 - t1)
+            numpy_train_step_by_layer(np_model, np_opt, x, y, by_layer)
+
+    # Evaluation: eval mode, no gradient bookkeeping.
+    np_model.eval(), t_model.eval()
+    np_eval, t_eval = [], []
+    eval_by_layer: dict[str, list[float]] = {f"{n} fwd": [] for n in np_model.layers}
+    for i in range(args.warmup + args.steps):
+        x, _, tx, _ = batches[i % len(batches)]
+        t0 = clock()
+        numpy_eval(np_model, x)
+        t1 = clock()
+        torch_eval(t_model, tx)
+        t2 = clock()
+        if i >= args.warmup:
+            np_eval.append(t1 - t0)
+            t_eval.append(t2 - t1)
+            numpy_eval_by_layer(np_model, x, eval_by_layer)
+
+    np_step, t_step = ms(statistics.median(np_times)), ms(statistics.median(t_times))
+    np_ev, t_ev = ms(statistics.median(np_eval)), ms(statistics.median(t_eval))
+    print(f"\ntrain step: numpy {np_step:.2f} ms, torch {t_step:.2f} ms (median)")
+    print(f"evaluation: numpy {np_ev:.2f} ms, torch {t_ev:.2f} ms (median)")
+    print_breakdown("numpy train step by layer", np_model, by_layer, with_backward=True)
+    print_breakdown("numpy evaluation forward by layer", np_model, eval_by_layer, with_backward=False)
+    print(f"\nnumpy/torch evaluation time ratio: {np_ev / t_ev:.2f}")
+    print(f"numpy/torch train-step time ratio: {np_step / t_step:.2f}")
+
+
+if __name__ == "__main__":
+    main()
