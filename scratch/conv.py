@@ -9,12 +9,13 @@ Notation (docs/03-convolution.md): input ``x`` of shape (N, C, H, W), weight ``w
 where ``xp`` is ``x`` zero-padded by ``p`` on each side.
 
 The vectorization trick is *im2col*: gather every receptive field into one column of a "patch
-matrix" ``cols`` of shape (C*kh*kw, N*Ho*Wo). The whole convolution is then one matrix product,
-``y = w.reshape(O, C*kh*kw) @ cols``. Building ``cols`` needs a loop over the kh*kw kernel offsets
-(never over pixels or images): for the offset (u, v), row block ``cols[:, u, v]`` is the padded input
-shifted by (d_h u, d_w v) and subsampled by the stride.
+matrix" ``cols`` with C*kh*kw rows and one column per output position (n, i, j). The whole
+convolution is then one matrix product, ``y = w.reshape(O, C*kh*kw) @ cols``. Building ``cols`` needs
+a loop over the kh*kw kernel offsets (never over pixels or images): for the offset (u, v), row block
+``cols[.., u, v, ..]`` is the padded input shifted by (d_h u, d_w v) and subsampled by the stride.
+(How the columns are ordered, per image or batch last, is a speed choice explained below.)
 
-Backward, with ``g = dL/dy`` laid out as a matrix (O, N*Ho*Wo):
+Backward, with ``g = dL/dy`` laid out like the columns (O rows, one column per output position):
 
 * ``dL/dw = g @ cols.T``   (every output position adds ``g * patch``),
 * ``dL/db = g.sum(over n, i, j)``,
@@ -42,8 +43,8 @@ strided slice one *contiguous run* at a time, and a short run costs about as muc
 Memory: the patch matrix is the largest array of a training step (13 MB for the second layer at
 batch 64). Memory that is new to the process costs a page fault per 4 KB page on first touch, and the
 C allocator hands freed blocks this large back to the operating system: with a fresh patch matrix
-(and ``dL/dcols``) each step, a training step took 1300-2000 page faults, several milliseconds. Instead, :class:`Conv2d` passes its previous patch matrix
-back in as ``cols_out``, and the backward pass writes ``dL/dcols`` (same shape) over ``cols`` once
+(and ``dL/dcols``) each step, a training step took 1300-2000 page faults, several milliseconds.
+Instead, :class:`Conv2d` passes its previous patch matrix back in as ``cols_out``, and the backward pass writes ``dL/dcols`` (same shape) over ``cols`` once
 ``dL/dw`` no longer needs it.
 """
 

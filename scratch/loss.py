@@ -28,7 +28,8 @@ def check_targets(logits: np.ndarray, targets: np.ndarray) -> None:
     if not isinstance(logits, np.ndarray) or logits.ndim != 2 or logits.dtype.kind != "f":
         raise ValueError(f"cross_entropy: expected float logits of shape (N, K), got "
                          f"{getattr(logits, 'shape', type(logits).__name__)}")
-    if not isinstance(targets, np.ndarray) or targets.shape != logits.shape[:1] or targets.dtype.kind not in "iu":
+    integer = isinstance(targets, np.ndarray) and targets.dtype.kind in "iu"
+    if not integer or targets.shape != logits.shape[:1]:
         raise ValueError(f"cross_entropy: expected integer targets of shape ({logits.shape[0]},), got "
                          f"{getattr(targets, 'dtype', type(targets).__name__)} {getattr(targets, 'shape', '')}")
     if targets.size and (targets.min() < 0 or targets.max() >= logits.shape[1]):

@@ -64,7 +64,13 @@ def _pool_windows(x, kernel, stride, padding, dilation, ceil_mode):
 
 
 def maxpool2d_forward_naive(x, kernel, stride, padding=(0, 0), dilation=(1, 1), ceil_mode=False):
-    """Scan each window row by row; keep the first maximum (PyTorch's rule). Returns ``(y, winners)``."""
+    """Scan each window row by row, as PyTorch's CPU kernel does. Returns ``(y, winners)``.
+
+    The running maximum is replaced when a value is strictly greater, or is NaN: so among tied maxima
+    the *first* in scan order wins, and a window holding NaN outputs NaN with its *last* NaN as winner.
+    Padding cells are skipped (they never win); ``winners[n, c, i, j]`` is the winner's (row, column)
+    in ``x``.
+    """
     n, c, h, w = x.shape
     (ph, pw) = padding
     windows = list(_pool_windows(x, kernel, stride, padding, dilation, ceil_mode))
@@ -77,9 +83,12 @@ def maxpool2d_forward_naive(x, kernel, stride, padding=(0, 0), dilation=(1, 1), 
                 best, where = -np.inf, None
                 for r in rows:
                     for s in cols:
-                        inside = 0 <= r - ph < h and 0 <= s - pw < w
-                        if inside and (where is None or x[a, b, r - ph, s - pw] > best):
-                            best, where = x[a, b, r - ph, s - pw], (r - ph, s - pw)
+                        if not (0 <= r - ph < h and 0 <= s - pw < w):
+                            continue                   # padding
+                        value = x[a, b, r - ph, s - pw]
+                        # the first cell starts the scan (PyTorch starts at the first cell too)
+                        if where is None or value > best or np.isnan(value):
+                            best, where = value, (r - ph, s - pw)
                 y[a, b, i, j] = best
                 winners[a, b, i, j] = where
     return y, winners

@@ -98,11 +98,27 @@ def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair =
     return y, cache
 
 
+def _inside_input(kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out_hw: Pair,
+                  input_hw: Pair) -> np.ndarray:
+    """(kh*kw, 1, 1, Ho, Wo) mask: entry k of window (i, j) is a real input pixel, not padding."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo), (h, w) = kernel, stride, padding, dilation, out_hw, input_hw
+    rows = np.arange(kh)[:, None] * dh + np.arange(ho) * sh - ph          # (kh, Ho) input row of entry u
+    cols = np.arange(kw)[:, None] * dw + np.arange(wo) * sw - pw          # (kw, Wo)
+    rows_in, cols_in = (rows >= 0) & (rows < h), (cols >= 0) & (cols < w)
+    inside = rows_in[:, None, :, None] & cols_in[None, :, None, :]         # (kh, kw, Ho, Wo)
+    return inside.reshape(kh * kw, 1, 1, ho, wo)
+
+
 def maxpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
     """``dL/dx``: every window's gradient goes to its winner; overlapping windows add up."""
     candidates, y, padded_shape, input_shape, kernel, stride, (ph, pw), dilation = cache
     # The winner of each window: the first entry equal to the max, or, where the max is NaN, the last NaN.
-    is_winner = _keep_first(candidates == y)
+    is_max = candidates == y
+    if padded_shape != input_shape:
+        # Padding cells hold -inf: they can only "equal" the max of a window whose real values are all
+        # -inf, and PyTorch never picks them (its scan starts at the first real pixel).
+        is_max &= _inside_input(kernel, stride, (ph, pw), dilation, y.shape[2:], input_shape[2:])
+    is_winner = _keep_first(is_max)
     nan_windows = np.isnan(y)
     if nan_windows.any():                          # rare: only with NaN in the input
         last_nan = _keep_first(np.isnan(candidates)[::-1])[::-1]

@@ -125,9 +125,10 @@ def _cmd_train(args) -> int:
             config.data_dir = args.data_dir
     else:
         impl = args.impl or "numpy"
-        config = TrainConfig(impl=impl, epochs=args.epochs or args.default_epochs, batch_size=args.batch_size, lr=args.lr,
-                             val_split=args.val_split, seed=args.seed, data_dir=args.data_dir,
-                             out=args.out or f"runs/{impl}", train_limit=args.train_limit,
+        config = TrainConfig(impl=impl, epochs=args.epochs or args.default_epochs,
+                             batch_size=args.batch_size, lr=args.lr, val_split=args.val_split,
+                             seed=args.seed, data_dir=args.data_dir, out=args.out or f"runs/{impl}",
+                             train_limit=args.train_limit,
                              device=args.device, dtype=args.dtype)
     train(config, resume=args.resume)
     return 0
@@ -162,8 +163,8 @@ def _cmd_evaluate(args) -> int:
 def _cmd_compare(args) -> int:
     from .compare import CompareConfig, compare
 
-    compare(CompareConfig(epochs=args.epochs or args.default_epochs, batch_size=args.batch_size, lr=args.lr,
-                          val_split=args.val_split, seed=args.seed, data_dir=args.data_dir,
+    compare(CompareConfig(epochs=args.epochs or args.default_epochs, batch_size=args.batch_size,
+                          lr=args.lr, val_split=args.val_split, seed=args.seed, data_dir=args.data_dir,
                           out=args.out or "runs/compare", train_limit=args.train_limit, dtype=args.dtype))
     return 0
 

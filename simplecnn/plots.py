@@ -69,7 +69,8 @@ def plot_filters(weight: np.ndarray, path) -> None:
     for k, ax in enumerate(np.ravel(axes)):
         ax.axis("off")
         if k < n:
-            ax.imshow(weight[k, 0], cmap="RdBu_r", vmin=-np.abs(weight[k]).max(), vmax=np.abs(weight[k]).max())
+            limit = np.abs(weight[k]).max()
+            ax.imshow(weight[k, 0], cmap="RdBu_r", vmin=-limit, vmax=limit)
     fig.suptitle("conv1 filters")
     _save(fig, path)
 

@@ -177,7 +177,8 @@ def train(config: TrainConfig, resume: str | None = None, log=print) -> dict:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     from .plots import plot_losses
 
-    plot_losses(history.train_losses, history.val_losses, out / "losses.png", title=f"SimpleCNN ({config.impl})")
+    plot_losses(history.train_losses, history.val_losses, out / "losses.png",
+                title=f"SimpleCNN ({config.impl})")
     return metrics
 
 
