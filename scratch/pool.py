@@ -151,10 +151,9 @@ class MaxPool2d(Layer):
             raise ValueError(f"MaxPool2d: kernel_size, stride, dilation must be positive and padding "
                              f">= 0, got kernel {self.kernel_size}, stride {self.stride}, "
                              f"padding {self.padding}, dilation {self.dilation}")
-        for k, p, d in zip(self.kernel_size, self.padding, self.dilation):
-            if 2 * p > d * (k - 1) + 1:
-                raise ValueError(f"MaxPool2d: padding {self.padding} must be at most half of the "
-                                 f"effective kernel size (kernel {self.kernel_size}, dilation {self.dilation})")
+        if any(2 * p > k for k, p in zip(self.kernel_size, self.padding)):
+            raise ValueError(f"MaxPool2d: padding {self.padding} must be at most half of the kernel size "
+                             f"{self.kernel_size} (as PyTorch requires)")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input(self, x, 4, "(N, C, H, W)")

@@ -1,0 +1,364 @@
+"""Run a scratch layer and its PyTorch twin on the same numbers, and measure how far apart they are.
+
+Shared by the parity tests (``parity_tests/``) and ``simplecnn gradcheck``, so that both judge with the
+same comparisons and the same tolerances. ``torch_impl`` may import ``scratch``; ``scratch`` never
+imports torch.
+
+The pieces:
+
+* :func:`torch_twin` builds the ``torch.nn`` module equivalent to a scratch layer, parameters and
+  buffers copied.
+* :func:`run_layer_pair` runs one forward and one backward pass on both sides from the same input and
+  the same upstream gradient ``dL/dy``, and returns a list of :class:`Comparison` in the order they should
+  be checked: the output, the input gradient, every parameter gradient, then every buffer.
+* :func:`optimizer_trajectories` and :func:`simplecnn_training_comparisons` do the same for Adam/AdamW
+  and for the whole network.
+* :class:`Comparison` holds one pair of arrays and measures their distance against :data:`TOLERANCES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import scratch
+from scratch.module import Layer, Parameter
+
+from .model import SimpleCNN as TorchSimpleCNN
+
+TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Largest allowed relative error (see :attr:`Comparison.rel_error`) for each kind of value."""
+
+    forward: float   # outputs, losses, running statistics, parameters after optimizer steps
+    backward: float  # gradients
+
+
+# Why these numbers. The relative error is measured norm-wise: max|ours - theirs| / max|theirs|, with a
+# floor where the true value can be zero (see Comparison.scale). Both sides compute the same formulas in a
+# different order (im2col + one GEMM here, blocked kernels there), so they differ by rounding: about
+# eps * sqrt(terms summed) * (condition of the operation), eps = 1.1e-16 (float64), 6e-8 (float32).
+# Measured over three `thorough` runs (~1000 examples per property): float64 forward <= 2e-14, gradients
+# <= 1e-14; float32 forward <= 3e-6, gradients <= 8e-6 (the worst are batch-norm, where x - mean cancels,
+# and the whole network). The tolerances leave a margin of 10-1000x over that, and any real mistake is
+# far above them: a sign, a missing term, a wrong index are O(1) errors, a missing bias correction O(lr).
+TOLERANCES = {
+    np.dtype(np.float64): Tolerance(forward=1e-12, backward=1e-11),
+    np.dtype(np.float32): Tolerance(forward=3e-5, backward=1e-4),
+}
+
+
+def to_torch(a: np.ndarray, requires_grad: bool = False) -> torch.Tensor:
+    """A torch copy of ``a`` (same dtype, same values; never shares memory with ``a``)."""
+    t = torch.tensor(np.array(a, copy=True))
+    return t.requires_grad_(requires_grad)
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().copy()
+
+
+@dataclass
+class Comparison:
+    """One value computed by both implementations.
+
+    ``kind`` chooses the tolerance (``"forward"`` or ``"backward"``). ``scale`` is a floor under the
+    magnitude the error is measured against, for values whose size says nothing about their rounding
+    error. The main case: a gradient whose true value is zero (a convolution bias feeding batch-norm, or
+    batch-norm's input gradient with two values per channel) comes out of both implementations as
+    rounding noise of the size eps * (the terms that cancelled); compared relatively, two noises would
+    disagree at random, so such a value is measured against the terms it was summed from (the upstream
+    gradient, or the layer's other gradients). Every floor in this module says why it is what it is.
+    """
+
+    name: str
+    ours: np.ndarray
+    theirs: np.ndarray
+    kind: str = "backward"
+    scale: float = 0.0
+
+    def __post_init__(self):
+        # Copies: an optimizer goes on updating its parameters in place after they were recorded.
+        self.ours = np.array(self.ours, copy=True)
+        self.theirs = to_numpy(self.theirs) if isinstance(self.theirs, torch.Tensor) else np.array(self.theirs)
+
+    @property
+    def abs_error(self) -> float:
+        """``max |ours - theirs|`` (infinite when the shapes differ; NaN anywhere makes it NaN)."""
+        if self.ours.shape != self.theirs.shape:
+            return float("inf")
+        if self.ours.size == 0:
+            return 0.0
+        diff = self.ours.astype(np.float64) - self.theirs.astype(np.float64)
+        return float(np.max(np.abs(diff)))
+
+    @property
+    def rel_error(self) -> float:
+        """``abs_error / max(max |theirs|, scale)``: a norm-wise relative error (0 when both agree exactly)."""
+        error = self.abs_error
+        if error == 0.0:
+            return 0.0
+        magnitude = max(float(np.max(np.abs(self.theirs))) if self.theirs.size else 0.0, self.scale)
+        return error / magnitude if magnitude > 0 else float("inf")
+
+    def problem(self, tolerance: Tolerance) -> str | None:
+        """Why the two values disagree, or ``None`` when they agree within ``tolerance``."""
+        if self.ours.shape != self.theirs.shape:
+            return f"{self.name}: shape {self.ours.shape} != torch's {self.theirs.shape}"
+        if self.ours.dtype != self.theirs.dtype:
+            return f"{self.name}: dtype {self.ours.dtype} != torch's {self.theirs.dtype}"
+        if self.ours.dtype.kind != "f":                      # integers (num_batches_tracked): exact
+            if not np.array_equal(self.ours, self.theirs):
+                return f"{self.name}: {self.ours} != torch's {self.theirs}"
+            return None
+        if not np.isfinite(self.ours).all():
+            return f"{self.name}: not finite"
+        allowed = getattr(tolerance, self.kind)
+        if not self.rel_error <= allowed:
+            worst = np.unravel_index(np.argmax(np.abs(self.ours - self.theirs)), self.ours.shape)
+            return (f"{self.name} ({self.kind}): relative error {self.rel_error:.3g} > {allowed:g} "
+                    f"(abs {self.abs_error:.3g}; worst at {worst}: ours {self.ours[worst]!r}, "
+                    f"torch {self.theirs[worst]!r})")
+        return None
+
+
+# --- building the twins -----------------------------------------------------------------------------
+
+def torch_twin(layer: Layer) -> nn.Module:
+    """The ``torch.nn`` module computing what ``layer`` computes, with copies of its parameters/buffers."""
+    if isinstance(layer, scratch.Conv2d):
+        module = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                           layer.padding, layer.dilation, bias=layer.bias is not None)
+    elif isinstance(layer, scratch.Linear):
+        module = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    elif isinstance(layer, scratch.BatchNorm2d):
+        module = nn.BatchNorm2d(layer.num_features, eps=layer.eps, momentum=layer.momentum)
+    elif isinstance(layer, scratch.MaxPool2d):
+        return nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                            ceil_mode=layer.ceil_mode)
+    elif isinstance(layer, scratch.ReLU):
+        return nn.ReLU()
+    elif isinstance(layer, scratch.Flatten):
+        return nn.Flatten()
+    else:
+        raise TypeError(f"no torch twin for {type(layer).__name__}")
+    dtype = TORCH_DTYPES[next(iter(layer.parameters().values())).data.dtype]
+    module = module.to(dtype)
+    module.load_state_dict({k: torch.tensor(np.array(v)) for k, v in layer.state_dict().items()})
+    module.train(layer.training)
+    return module
+
+
+def torch_simplecnn(model: scratch.SimpleCNN) -> TorchSimpleCNN:
+    """``torch_impl.SimpleCNN`` holding ``model``'s weights and buffers (same keys, same dtype)."""
+    twin = TorchSimpleCNN().to(TORCH_DTYPES[model.dtype])
+    twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
+    twin.train(model.training)
+    return twin
+
+
+def use_dropout_masks(model: TorchSimpleCNN, masks: dict[str, np.ndarray]) -> list:
+    """Make ``model.dropout1``/``dropout2`` apply the given keep-masks instead of drawing their own.
+
+    A forward hook that returns a value replaces the module's output: ``input * mask / (1 - p)``, the
+    inverted dropout nn.Dropout computes, with our mask. Returns the hook handles (``.remove()`` them).
+    """
+    handles = []
+    for name, mask in masks.items():
+        module = getattr(model, name)
+        mask_t = torch.tensor(mask)
+
+        def hook(module, inputs, output, mask_t=mask_t):
+            return inputs[0] * mask_t / (1 - module.p) if module.training else output
+
+        handles.append(module.register_forward_hook(hook))
+    return handles
+
+
+class CrossEntropyLayer(Layer):
+    """``scratch.cross_entropy`` seen as a layer of the logits, so the parity helper can run it.
+
+    Its output is the loss as a 0-d array; backward multiplies the loss gradient by the upstream scalar.
+    """
+
+    def __init__(self, targets: np.ndarray, reduction: str = "mean"):
+        super().__init__()
+        self.targets, self.reduction = targets, reduction
+
+    @property
+    def output_scale(self) -> float:
+        """Floor for the loss's relative error: 1 nat per sample. A confident right answer has a loss
+        like 4e-4 = log(1.0004), and log of a float32 sum near 1 is only good to ~1e-7 absolute (measured:
+        4e-4 off by 2.4e-7 in float32, in torch as here); relative to the loss itself that is 6e-4."""
+        return float(len(self.targets)) if self.reduction == "sum" else 1.0
+
+    def forward(self, logits: np.ndarray) -> np.ndarray:
+        loss, self._grad = scratch.cross_entropy(logits, self.targets, self.reduction)
+        return np.array(loss, dtype=logits.dtype)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        return grad_out * self._grad
+
+    def torch_twin(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        targets = torch.tensor(self.targets, dtype=torch.int64)
+        return lambda logits: F.cross_entropy(logits, targets, reduction=self.reduction)
+
+
+# --- running both ----------------------------------------------------------------------------------
+
+def run_layer_pair(layer: Layer, module: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray,
+                   upstream: np.ndarray, **forward_kwargs) -> list[Comparison]:
+    """Forward ``x`` and back-propagate ``upstream`` (= dL/dy) through both; the values to compare, in order.
+
+    ``forward_kwargs`` go to the scratch layer only (a dropout mask). Parameter gradients and buffers are
+    matched by name: scratch uses PyTorch's (``weight``, ``bias``, ``running_var``, ...).
+    """
+    y = layer.forward(x, **forward_kwargs)
+    dx = layer.backward(upstream)
+
+    if isinstance(module, nn.Module):
+        module.zero_grad()  # torch adds into .grad; scratch overwrites it (one step, one gradient)
+    x_t = to_torch(x, requires_grad=True)
+    y_t = module(x_t)
+    y_t.backward(to_torch(upstream))
+
+    # The floor for gradients: an entry of the upstream gradient, the size of the terms they are built from.
+    grad_scale = float(np.max(np.abs(upstream))) if upstream.size else 0.0
+    comparisons = [Comparison("output", y, y_t, "forward", getattr(layer, "output_scale", 0.0)),
+                   Comparison("grad input", dx, x_t.grad, "backward", grad_scale)]
+    torch_params = dict(module.named_parameters()) if isinstance(module, nn.Module) else {}
+    torch_buffers = dict(module.named_buffers()) if isinstance(module, nn.Module) else {}
+    for name, param in layer.parameters().items():
+        comparisons.append(Comparison(f"grad {name}", param.grad, torch_params[name].grad, "backward",
+                                      grad_scale))
+    # Buffers share one scale, the largest among them: a running mean averages batch means that can
+    # cancel (measured: 0.0016 from terms ~0.5, off by 4e-8 in float32); its error is rounding of those
+    # terms, of the size of the data, and running_var measures that size.
+    float_buffers = [b for b in torch_buffers.values() if b.is_floating_point()]
+    buffer_scale = max((float(b.abs().max()) for b in float_buffers), default=0.0)
+    for name, buffer in layer.buffers().items():
+        comparisons.append(Comparison(name, buffer, torch_buffers[name], "forward", buffer_scale))
+    return comparisons
+
+
+OPTIMIZERS = {"adam": (scratch.Adam, torch.optim.Adam), "adamw": (scratch.AdamW, torch.optim.AdamW)}
+
+
+def optimizer_trajectories(kind: str, initial: dict[str, np.ndarray], gradients: list[dict[str, np.ndarray]],
+                           **hyper) -> list[list[Comparison]]:
+    """Step scratch's and torch's ``kind`` optimizer (``"adam"``/``"adamw"``) with the same gradients.
+
+    ``hyper`` (lr, betas, eps, weight_decay, amsgrad) goes to both. Returns, for every step, the
+    parameters and the optimizer's moments after it.
+    """
+    ours_cls, theirs_cls = OPTIMIZERS[kind]
+    ours = {k: Parameter(v.copy()) for k, v in initial.items()}
+    theirs = {k: nn.Parameter(to_torch(v)) for k, v in initial.items()}
+    ours_opt, theirs_opt = ours_cls(ours, **hyper), theirs_cls(list(theirs.values()), **hyper)
+    moments = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if hyper.get("amsgrad") else [])
+    steps = []
+    for step, grads in enumerate(gradients, start=1):
+        for k in initial:
+            ours[k].grad = grads[k].copy()
+            theirs[k].grad = to_torch(grads[k])
+        ours_opt.step()
+        theirs_opt.step()
+        comparisons = []
+        for k in initial:
+            comparisons.append(Comparison(f"step {step} {k}", ours[k].data, theirs[k], "forward"))
+            state = theirs_opt.state[theirs[k]]
+            comparisons += [Comparison(f"step {step} {k}.{m}", getattr(ours_opt, m)[k], state[m], "forward")
+                            for m in moments]
+        steps.append(comparisons)
+    return steps
+
+
+def _layer_of(key: str) -> str:
+    return key.split(".")[0]
+
+
+def _layer_scales(tensors: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The largest magnitude among each layer's tensors (``conv1.weight.grad`` and ``conv1.bias.grad``)."""
+    scales: dict[str, float] = {}
+    for key, t in tensors.items():
+        if t.is_floating_point():
+            scales[_layer_of(key)] = max(scales.get(_layer_of(key), 0.0), float(t.abs().max()))
+    return scales
+
+
+def simplecnn_training_comparisons(dtype=np.float64, seed: int = 0, batch_size: int = 4,
+                                   steps: int = 2, lr: float = 1e-3) -> list[Comparison]:
+    """Train the scratch SimpleCNN and its torch twin side by side; everything that must agree.
+
+    Both start from the same weights (copied through the state dict), see the same batches and the same
+    dropout masks, and take ``steps`` Adam steps. Compared at every step: the loss, the gradient of every
+    parameter, then every parameter and buffer after the step; finally the eval-mode logits (running
+    statistics, no dropout) of a fresh batch.
+
+    Gradients are compared with one scale per layer (the largest magnitude among the layer's gradients).
+    conv1.bias and conv2.bias feed batch-norm: adding a constant to every pre-normalization value of a
+    channel changes nothing after normalization, so their true gradient is exactly zero and both sides
+    return rounding noise (measured: float64 ~1e-17, float32 ~1e-8, beside weight gradients ~1e-1). That
+    noise is compared against the size of the terms it came from, the layer's other gradients.
+
+    Once compared, our gradients are handed to torch's optimizer too, so both Adams step on identical
+    inputs. Stepping each on its own gradients would compare Adam's amplification of rounding instead:
+    its first step is ``lr * g / (|g| + eps)`` per element, which multiplies the last-bit difference of an
+    element with ``|g|`` near ``eps`` by up to ``1 / (4 eps)``. Measured that way: float64 weights apart by
+    ~1e-12 relative, float32 by ~2e-4 (conv biases, whose gradient is pure noise, by O(lr) with a random
+    sign), with nothing wrong on either side. The optimizer itself is checked step by step in the parity
+    suite; here the weights after each step, and every loss and gradient of the following steps computed
+    from them, must agree as tightly as single layers do.
+    """
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    ours = scratch.SimpleCNN(seed=seed, dtype=dtype)
+    theirs = torch_simplecnn(ours)
+    ours_opt = scratch.Adam(ours.parameters(), lr=lr)
+    theirs_opt = torch.optim.Adam(theirs.parameters(), lr=lr)
+    torch_params = dict(theirs.named_parameters())
+    comparisons = []
+    for step in range(1, steps + 1):
+        images = rng.normal(size=(batch_size, 1, 28, 28)).astype(dtype)
+        labels = rng.integers(0, 10, size=batch_size)
+        masks = {name: ours.layers[name].sample_mask(shape) for name, shape in
+                 (("dropout1", (batch_size, 32, 12, 12)), ("dropout2", (batch_size, 64, 4, 4)))}
+
+        loss, grad_logits = scratch.cross_entropy(ours.forward(images, dropout_masks=masks), labels)
+        ours.backward(grad_logits)
+
+        theirs_opt.zero_grad()
+        handles = use_dropout_masks(theirs, masks)
+        loss_t = F.cross_entropy(theirs(to_torch(images)), torch.tensor(labels))
+        for handle in handles:
+            handle.remove()
+        loss_t.backward()
+
+        comparisons.append(Comparison(f"step {step} loss", np.array(loss, dtype=dtype), loss_t, "forward"))
+        grads = {k: p.grad for k, p in ours.parameters().items()}
+        grad_scale = _layer_scales({k: p.grad for k, p in torch_params.items()})
+        comparisons += [Comparison(f"step {step} grad {k}", g, torch_params[k].grad, "backward",
+                                   grad_scale[_layer_of(k)]) for k, g in grads.items()]
+        # Both optimizers step on the same (our, just checked) gradients; see the docstring.
+        for k, g in grads.items():
+            torch_params[k].grad = to_torch(g)
+        ours_opt.step()
+        theirs_opt.step()
+        torch_state = theirs.state_dict()
+        comparisons += [Comparison(f"step {step} {k}", v, torch_state[k], "forward")
+                        for k, v in ours.state_dict().items()]
+
+    images = rng.normal(size=(batch_size, 1, 28, 28)).astype(dtype)
+    ours.eval()
+    theirs.eval()
+    with torch.no_grad():
+        comparisons.append(Comparison("eval logits", ours.forward(images), theirs(to_torch(images)), "forward"))
+    return comparisons
