@@ -1,7 +1,7 @@
 """2-D max-pooling (PyTorch's ``nn.MaxPool2d``), forward and backward.
 
 Notation (docs/04-max-pooling.md): input ``x`` (N, C, H, W), kernel (kh, kw), stride s (default: the
-kernel), padding p (implicit -inf, at most half the effective kernel), dilation d. Window (i, j) of
+kernel), padding p (implicit -inf, at most half the kernel), dilation d. Window (i, j) of
 channel (n, c) covers ``xp[n, c, s_h i + d_h u, s_w j + d_w v]`` for the kernel offsets (u, v)::
 
     y[n, c, i, j] = max_{u, v} xp[n, c, s_h i + d_h u, s_w j + d_w v]

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one implementation on MNIST")
     p.add_argument("--impl", choices=IMPLEMENTATIONS, default=None, help="numpy (default) or torch")
-    _add_training_options(p, "runs/<impl>", 5)
+    _add_training_options(p, "runs/<impl>", 10)
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run saved in DIR")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="torch only")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")

@@ -5,6 +5,14 @@ see the same batches and apply the same dropout masks (drawn once, by the NumPy 
 both). Any difference between them is then rounding: after each step we record the largest relative
 difference between their weights, which shows how float32 rounding makes the two drift apart while
 float64 stays near machine precision.
+
+What "near" means, measured (batch 64, 282 steps): the gradients of the two sides agree to ~1e-14
+relative in float64, but Adam's update ``lr * g / (|g| + eps)`` has slope up to ``lr / eps = 1e5`` for a
+gradient element smaller than ``eps``. A few elements of fc1.weight have |g| ~ 1e-9, so a 2e-16
+difference in them becomes a 2e-11 difference in the weight: ~4e-10 relative after the first step,
+staying below 1e-9 afterwards. In float32 the same amplification starts from ~1e-9 gradient
+differences; the networks then take different ReLU and max-pool decisions and drift apart for real
+(~0.5 relative after 282 steps), while training equally well.
 """
 
 from __future__ import annotations

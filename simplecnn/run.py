@@ -28,7 +28,7 @@ from .checkpoint import MODEL_NAME, load_training_checkpoint, save_model, save_t
 @dataclass
 class TrainConfig:
     impl: str = "numpy"
-    epochs: int = 5
+    epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
     val_split: float = 0.1

@@ -12,11 +12,15 @@ from scratch import data
 from scratch.data import DataError, MNIST_FILES, epoch_batches, load_mnist, parse_idx, raw_dir, split_mnist
 
 
+def gzip_copy(source, target) -> None:
+    with open(source, "rb") as src, gzip.open(target, "wb", compresslevel=1) as dst:
+        shutil.copyfileobj(src, dst)
+
+
 def test_idx_round_trip_raw_and_gzip(tmp_path, idx_writer):
     array = np.random.default_rng(0).integers(0, 256, (7, 28, 28), dtype=np.uint8)
     idx_writer(tmp_path / "a", array)
-    with open(tmp_path / "a", "rb") as src, gzip.open(tmp_path / "b.gz", "wb") as dst:
-        shutil.copyfileobj(src, dst)
+    gzip_copy(tmp_path / "a", tmp_path / "b.gz")
     for name in ("a", "b.gz"):
         decoded = parse_idx(data.read_idx_bytes(tmp_path / name), tmp_path / name, 2051)
         np.testing.assert_array_equal(decoded, array)
@@ -31,8 +35,7 @@ def test_real_mnist_loads_with_expected_shapes(mnist_dir):
 def test_gzip_copies_read_like_raw_files(mnist_copy):
     directory = raw_dir(mnist_copy)
     for name in MNIST_FILES:
-        with open(directory / name, "rb") as src, gzip.open(directory / f"{name}.gz", "wb") as dst:
-            shutil.copyfileobj(src, dst)
+        gzip_copy(directory / name, directory / f"{name}.gz")
         (directory / name).unlink()
     mnist = load_mnist(mnist_copy, download=False)
     assert mnist.train_images.shape == (60000, 28, 28)
@@ -65,7 +68,7 @@ def test_truncated_file_is_reported(mnist_copy):
 def test_truncated_gzip_is_reported(mnist_copy):
     directory = raw_dir(mnist_copy)
     with open(directory / "t10k-images-idx3-ubyte", "rb") as src:
-        compressed = gzip.compress(src.read())
+        compressed = gzip.compress(src.read(), compresslevel=1)
     (directory / "t10k-images-idx3-ubyte").unlink()
     (directory / "t10k-images-idx3-ubyte.gz").write_bytes(compressed[: len(compressed) // 2])
     with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz"):
@@ -93,8 +96,7 @@ def test_download_fetches_verifies_and_renames(mnist_dir, tmp_path, monkeypatch)
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     for name in MNIST_FILES:
-        with open(raw_dir(mnist_dir) / name, "rb") as src, gzip.open(mirror / f"{name}.gz", "wb") as dst:
-            shutil.copyfileobj(src, dst)
+        gzip_copy(raw_dir(mnist_dir) / name, mirror / f"{name}.gz")
     monkeypatch.setattr(data, "MIRRORS", ("file:///nonexistent/mirror/", mirror.as_uri() + "/"))
     mnist = load_mnist(tmp_path / "fresh", download=True, progress=False)
     assert mnist.test_images.shape == (10000, 28, 28)

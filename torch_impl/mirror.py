@@ -30,6 +30,7 @@ import scratch
 from scratch.module import Layer, Parameter
 
 from .model import SimpleCNN as TorchSimpleCNN
+from .train import fixed_dropout_masks
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
@@ -163,24 +164,6 @@ def torch_simplecnn(model: scratch.SimpleCNN) -> TorchSimpleCNN:
     twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
     twin.train(model.training)
     return twin
-
-
-def use_dropout_masks(model: TorchSimpleCNN, masks: dict[str, np.ndarray]) -> list:
-    """Make ``model.dropout1``/``dropout2`` apply the given keep-masks instead of drawing their own.
-
-    A forward hook that returns a value replaces the module's output: ``input * mask / (1 - p)``, the
-    inverted dropout nn.Dropout computes, with our mask. Returns the hook handles (``.remove()`` them).
-    """
-    handles = []
-    for name, mask in masks.items():
-        module = getattr(model, name)
-        mask_t = torch.tensor(mask)
-
-        def hook(module, inputs, output, mask_t=mask_t):
-            return inputs[0] * mask_t / (1 - module.p) if module.training else output
-
-        handles.append(module.register_forward_hook(hook))
-    return handles
 
 
 class CrossEntropyLayer(Layer):
@@ -336,10 +319,8 @@ def simplecnn_training_comparisons(dtype=np.float64, seed: int = 0, batch_size: 
         ours.backward(grad_logits)
 
         theirs_opt.zero_grad()
-        handles = use_dropout_masks(theirs, masks)
-        loss_t = F.cross_entropy(theirs(to_torch(images)), torch.tensor(labels))
-        for handle in handles:
-            handle.remove()
+        with fixed_dropout_masks(theirs, {k: torch.from_numpy(m) for k, m in masks.items()}):
+            loss_t = F.cross_entropy(theirs(to_torch(images)), torch.tensor(labels))
         loss_t.backward()
 
         comparisons.append(Comparison(f"step {step} loss", np.array(loss, dtype=dtype), loss_t, "forward"))
