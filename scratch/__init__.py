@@ -13,8 +13,8 @@ from .conv import Conv2d, conv2d_backward, conv2d_forward
 from .dropout import Dropout, dropout_backward, dropout_forward
 from .linear import Linear, linear_backward, linear_forward
 from .loss import cross_entropy, log_softmax
-from .model import Sequential, SimpleCNN, StateDictError
-from .module import Layer, Parameter, grad_enabled, no_grad
+from .model import Sequential, SimpleCNN
+from .module import Layer, Parameter, StateDictError, grad_enabled, no_grad
 from .optim import Adam, AdamW
 from .pool import MaxPool2d, maxpool2d_backward, maxpool2d_forward
 

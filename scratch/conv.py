@@ -243,8 +243,11 @@ class Conv2d(Layer):
             raise ValueError(f"{self.name}: input {x.shape[2]}x{x.shape[3]} (padding {self.padding}) is "
                              f"smaller than the kernel {kh}x{kw} (dilation {self.dilation})")
         bias = self.bias.data if self.bias is not None else None
+        # Recycle the last patch matrix only once its backward pass is done: while a cache is pending,
+        # its patches must stay intact.
+        free_cols = self._cols if self._cache is None else None
         y, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding, self.dilation,
-                                  cols_out=self._cols)
+                                  cols_out=free_cols)
         self._cols = cache[0]
         self._keep(cache)
         return y

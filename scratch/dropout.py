@@ -40,7 +40,6 @@ class Dropout(Layer):
             raise ValueError(f"Dropout: p is the drop probability and must be in [0, 1], got {p}")
         self.p = float(p)
         self.rng = rng if rng is not None else np.random.default_rng()
-        self._identity = False  # the last forward passed x through unchanged (eval mode or p = 0)
 
     def sample_mask(self, shape: tuple[int, ...]) -> np.ndarray:
         """A boolean keep-mask: each unit kept (True) with probability ``1 - p``."""
@@ -49,21 +48,20 @@ class Dropout(Layer):
     def forward(self, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Drop units of ``x``. ``mask`` (boolean, ``x``'s shape, True = keep) overrides the random draw."""
         check_input(self, x, x.ndim, "(N, ...)")
-        self._identity = not self.training or self.p == 0.0
-        if self._identity:
+        if not self.training or self.p == 0.0:
+            self._keep((None,))            # the identity: backward passes the gradient through
             return x
         if mask is None:
             mask = self.sample_mask(x.shape)
         elif mask.shape != x.shape:
             raise ValueError(f"{self.name}: mask shape {mask.shape} does not match input shape {x.shape}")
-        y, cache = dropout_forward(x, mask, self.p)
-        self._keep(cache)
+        y, scaled_mask = dropout_forward(x, mask, self.p)
+        self._keep((scaled_mask,))
         return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        if self._identity:
-            return grad_out
-        return dropout_backward(grad_out, self._take_cache())
+        (scaled_mask,) = self._take_cache()
+        return grad_out if scaled_mask is None else dropout_backward(grad_out, scaled_mask)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

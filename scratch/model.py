@@ -28,22 +28,8 @@ from .batchnorm import BatchNorm2d
 from .conv import Conv2d
 from .dropout import Dropout
 from .linear import Linear
-from .module import Layer, Parameter, no_grad, require_float_dtype
+from .module import Layer, Parameter, check_state_dict, no_grad, require_float_dtype
 from .pool import MaxPool2d
-
-
-class StateDictError(ValueError):
-    """A state dict that does not fit the model: every missing, unexpected or mis-shaped key at once."""
-
-
-def check_state_dict(expected_shapes: dict[str, tuple[int, ...]], state: dict, model_name: str) -> None:
-    """Raise :class:`StateDictError` listing every missing, unexpected and mis-shaped key of ``state``."""
-    problems = [f"missing key {k!r}" for k in expected_shapes if k not in state]
-    problems += [f"unexpected key {k!r}" for k in state if k not in expected_shapes]
-    problems += [f"{k!r}: expected shape {shape}, got {np.shape(state[k])}"
-                 for k, shape in expected_shapes.items() if k in state and np.shape(state[k]) != shape]
-    if problems:
-        raise StateDictError(f"state dict does not fit {model_name}: " + "; ".join(problems))
 
 
 class Sequential:

@@ -60,6 +60,7 @@ class Layer:
     def __init__(self) -> None:
         self.training = True
         self.name = type(self).__name__
+        self._cache = None  # what the last forward kept for backward (None: nothing pending)
 
     # --- the two methods every layer implements ---------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -72,15 +73,17 @@ class Layer:
         return self.forward(x)
 
     def _keep(self, cache):
-        """Store ``cache`` for backward, unless gradients are off (:func:`no_grad`)."""
-        self._cache = cache if _grad_enabled else None
+        """Store ``cache`` for backward. Under :func:`no_grad` nothing is stored, and a cache still
+        waiting for its backward pass is left alone (as PyTorch keeps a graph built before)."""
+        if _grad_enabled:
+            self._cache = cache
 
     def _take_cache(self):
         """The cache of the last forward, handed to backward exactly once."""
-        cache = getattr(self, "_cache", None)
+        cache = self._cache
         if cache is None:
             raise RuntimeError(f"{self.name}: backward called without a forward pass to differentiate "
-                               "(or after one run under no_grad())")
+                               "(forward passes under no_grad() keep nothing to differentiate)")
         self._cache = None
         return cache
 
@@ -153,3 +156,19 @@ def require_float_dtype(dtype) -> np.dtype:
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     return dtype
+
+
+class StateDictError(ValueError):
+    """A state dict that does not fit its model or optimizer: every missing, unexpected or mis-shaped
+    key at once."""
+
+
+def check_state_dict(expected_shapes: dict[str, tuple[int, ...]], state: dict, owner: str) -> None:
+    """Raise :class:`StateDictError` listing every missing, unexpected and mis-shaped key of ``state``
+    (``owner`` names the model or optimizer it was meant for)."""
+    problems = [f"missing key {k!r}" for k in expected_shapes if k not in state]
+    problems += [f"unexpected key {k!r}" for k in state if k not in expected_shapes]
+    problems += [f"{k!r}: expected shape {shape}, got {np.shape(state[k])}"
+                 for k, shape in expected_shapes.items() if k in state and np.shape(state[k]) != shape]
+    if problems:
+        raise StateDictError(f"state dict does not fit {owner}: " + "; ".join(problems))

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from .module import Parameter
+from .module import Parameter, check_state_dict
 
 
 def _lerp_(start: np.ndarray, end: np.ndarray, weight: float, scratch: np.ndarray | None = None) -> None:
@@ -104,6 +104,9 @@ class Adam:
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Load moments and step, after checking every key and shape (all problems reported at once)."""
+        expected = {k: np.shape(v) for k, v in self.state_dict().items()}
+        check_state_dict(expected, state, type(self).__name__)
         self.step_count = int(state["step"])
         for prefix, moments in (("exp_avg", self.exp_avg), ("exp_avg_sq", self.exp_avg_sq),
                                 ("max_exp_avg_sq", self.max_exp_avg_sq)):

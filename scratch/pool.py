@@ -94,7 +94,9 @@ def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair =
     for k in range(kh * kw):                       # scan order: row by row, like PyTorch
         candidates[k] = _window_entry(x_pad, k, kernel, stride, dilation, (ho, wo))
     y = candidates.max(axis=0)                     # NaN propagates, as in PyTorch
-    cache = (candidates, y, x_pad.shape, x.shape, kernel, stride, padding, dilation)
+    # The cache keeps its own copy of y: whatever the caller later does with the returned array, the
+    # winners found in backward stay right.
+    cache = (candidates, y.copy(), x_pad.shape, x.shape, kernel, stride, padding, dilation)
     return y, cache
 
 

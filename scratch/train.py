@@ -42,15 +42,16 @@ def train_step(model: Sequential, optimizer: Adam, x: np.ndarray, y: np.ndarray,
 
 def train_one_epoch(model: Sequential, optimizer: Adam, images: np.ndarray, labels: np.ndarray,
                     batches: Iterable[np.ndarray], epoch: int = 1,
-                    after_step: Callable[[int, float], None] | None = None) -> float:
+                    after_step: Callable[[int, float], None] | None = None, first_step: int = 1) -> float:
     """Train on every batch of indices in ``batches``; returns the mean of the batch losses.
 
+    Steps are numbered from ``first_step`` (a resumed epoch starts further in).
     ``after_step(step, loss)`` is called after each step (progress bars, interruption checks).
     A NaN or infinite loss raises :class:`NonFiniteLossError` before the optimizer uses it.
     """
     model.train()
     total, count = 0.0, 0
-    for step, idx in enumerate(batches, start=1):
+    for step, idx in enumerate(batches, start=first_step):
         logits = model.forward(images[idx])
         loss, dlogits = cross_entropy(logits, labels[idx])
         if not math.isfinite(loss):

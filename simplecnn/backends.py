@@ -11,7 +11,7 @@ import numpy as np
 
 import scratch
 from scratch import train as scratch_train
-from scratch.model import check_state_dict
+from scratch.module import check_state_dict
 
 IMPLEMENTATIONS = ("numpy", "torch")
 
@@ -26,8 +26,9 @@ class NumpyBackend:
         self.device = "cpu"
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray], epoch: int,
-                    after_step: Callable[[int, float], None] | None = None) -> float:
-        return scratch_train.train_one_epoch(self.model, self.optimizer, x, y, batches, epoch, after_step)
+                    after_step: Callable[[int, float], None] | None = None, first_step: int = 1) -> float:
+        return scratch_train.train_one_epoch(self.model, self.optimizer, x, y, batches, epoch, after_step,
+                                             first_step)
 
     def train_step(self, x: np.ndarray, y: np.ndarray, dropout_masks=None) -> float:
         self.model.train()
@@ -75,10 +76,10 @@ class TorchBackend:
     def _tensor(self, a: np.ndarray):
         return self.torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
 
-    def train_epoch(self, x, y, batches, epoch, after_step=None) -> float:
+    def train_epoch(self, x, y, batches, epoch, after_step=None, first_step: int = 1) -> float:
         loader = self.torch_train.make_loader(x, y, batches)
         return self.torch_train.train_one_epoch(self.model, self.optimizer, loader, self.device, epoch,
-                                                after_step)
+                                                after_step, first_step)
 
     def train_step(self, x: np.ndarray, y: np.ndarray, dropout_masks=None) -> float:
         masks = {k: self._tensor(v) for k, v in (dropout_masks or {}).items()}
@@ -110,11 +111,15 @@ class TorchBackend:
         return flat
 
     def load_optimizer_state(self, flat: dict[str, np.ndarray]) -> None:
+        params = dict(self.model.named_parameters())
+        expected = {"step": ()}
+        for key in ("exp_avg", "exp_avg_sq"):
+            expected.update({f"{key}.{name}": tuple(p.shape) for name, p in params.items()})
+        check_state_dict(expected, flat, "Adam")
         step = int(flat["step"])
         if step == 0:
             return
         full = self.optimizer.state_dict()
-        params = dict(self.model.named_parameters())
         full["state"] = {
             index: {"step": self.torch.tensor(float(step)),
                     "exp_avg": self._like(flat[f"exp_avg.{name}"], params[name]),

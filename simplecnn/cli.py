@@ -180,7 +180,7 @@ COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "compare": _cmd_comp
 
 def main(argv: list[str] | None = None) -> int:
     from scratch.data import DataError
-    from scratch.model import StateDictError
+    from scratch.module import StateDictError
     from scratch.train import NonFiniteLossError
 
     from .checkpoint import CheckpointError

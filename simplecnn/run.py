@@ -135,7 +135,8 @@ def train(config: TrainConfig, resume: str | None = None, log=print) -> dict:
                     raise Interrupted
 
             try:
-                backend.train_epoch(data.train_x, data.train_y, batches[progress.step:], epoch, after_step)
+                backend.train_epoch(data.train_x, data.train_y, batches[progress.step:], epoch, after_step,
+                                    first_step=progress.step + 1)
             except Interrupted:
                 bar.close()
                 progress.seconds = time.perf_counter() - start
@@ -143,11 +144,8 @@ def train(config: TrainConfig, resume: str | None = None, log=print) -> dict:
                 log(f"Interrupted at epoch {epoch}, step {progress.step}/{len(batches)}. Checkpoint saved in "
                     f"{out}.\nResume with: simplecnn train --resume {out}")
                 raise
-            except NonFiniteLossError as e:
+            except NonFiniteLossError:
                 bar.close()
-                e.epoch, e.step = epoch, progress.step + 1
-                e.args = (f"loss became {e.loss} at epoch {epoch}, step {progress.step + 1}: training "
-                          "stopped (try a smaller --lr)",)
                 raise
             bar.close()
             train_loss = progress.loss_sum / max(progress.step, 1)

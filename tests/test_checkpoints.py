@@ -8,7 +8,7 @@ import pytest
 import scratch
 from simplecnn import checkpoint
 from simplecnn.backends import TorchBackend
-from scratch.model import StateDictError
+from scratch.module import StateDictError
 
 
 def test_atomic_write_leaves_the_old_file_intact_when_writing_fails(tmp_path):

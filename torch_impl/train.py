@@ -57,11 +57,11 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
                     device: torch.device, epoch: int = 1,
-                    after_step: Callable[[int, float], None] | None = None) -> float:
-    """One pass over ``loader``; returns the mean of the batch losses."""
+                    after_step: Callable[[int, float], None] | None = None, first_step: int = 1) -> float:
+    """One pass over ``loader`` (steps numbered from ``first_step``); returns the mean batch loss."""
     model.train()
     total, count = 0.0, 0
-    for step, (x, y) in enumerate(loader, start=1):
+    for step, (x, y) in enumerate(loader, start=first_step):
         x, y = x.to(device), y.to(device)
         optimizer.zero_grad()
         loss = F.cross_entropy(model(x), y)

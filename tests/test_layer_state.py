@@ -1,0 +1,70 @@
+"""State a layer or optimizer keeps between calls never makes numbers silently wrong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import scratch
+from scratch.module import StateDictError
+from scratch.train import NonFiniteLossError, train_one_epoch
+
+
+def _conv_gradients(extra_forward: bool):
+    rng = np.random.default_rng(0)
+    x, other = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((2, 3, 6, 6))
+    g = rng.standard_normal((2, 4, 4, 4))
+    conv = scratch.Conv2d(3, 4, 3, rng=np.random.default_rng(1), dtype=np.float64)
+    conv.forward(x)
+    conv.backward(g)                      # a first step: the layer now has a patch matrix to recycle
+    conv.forward(x)
+    if extra_forward:
+        with scratch.no_grad():
+            conv.forward(other)           # e.g. a validation batch between forward and backward
+    return conv.backward(g), conv.weight.grad.copy()
+
+
+def test_conv_buffer_reuse_never_overwrites_a_pending_cache():
+    dx_plain, dw_plain = _conv_gradients(extra_forward=False)
+    dx, dw = _conv_gradients(extra_forward=True)
+    np.testing.assert_array_equal(dx, dx_plain)
+    np.testing.assert_array_equal(dw, dw_plain)
+
+
+def test_dropout_backward_uses_the_mask_of_its_pending_forward():
+    dropout = scratch.Dropout(0.5, rng=np.random.default_rng(0))
+    x = np.ones((4, 6))
+    y = dropout.forward(x)
+    dropout.eval()
+    with scratch.no_grad():
+        assert dropout.forward(x) is x    # evaluation in between: identity, keeps nothing
+    np.testing.assert_array_equal(dropout.backward(np.ones_like(x)), y)  # mask * 1/(1-p), as before
+
+
+def test_pool_gradient_ignores_changes_to_its_returned_output():
+    x = np.random.default_rng(0).permutation(64).reshape(1, 1, 8, 8).astype(np.float64)
+    pool = scratch.MaxPool2d(2)
+    y = pool.forward(x)
+    expected_mask = (x == np.repeat(np.repeat(y, 2, 2), 2, 3))
+    y[...] = -1.0                         # the caller reuses the output array in place
+    dx = pool.backward(np.ones_like(y))
+    np.testing.assert_array_equal(dx, expected_mask.astype(np.float64))
+
+
+def test_optimizer_state_mismatches_are_reported_at_once():
+    model = scratch.SimpleCNN(seed=0)
+    state = scratch.Adam(model.parameters()).state_dict()
+    del state["exp_avg.fc2.bias"]
+    state["exp_avg_sq.conv1.weight"] = np.zeros(3, np.float32)
+    with pytest.raises(StateDictError) as err:
+        scratch.Adam(model.parameters()).load_state_dict(state)
+    assert "missing key 'exp_avg.fc2.bias'" in str(err.value)
+    assert "'exp_avg_sq.conv1.weight': expected shape (32, 1, 5, 5), got (3,)" in str(err.value)
+
+
+def test_nan_loss_names_the_step_counted_from_a_resumed_position():
+    model = scratch.SimpleCNN(seed=0)
+    images = np.full((8, 1, 28, 28), np.nan, np.float32)
+    with pytest.raises(NonFiniteLossError, match="epoch 3, step 5"):
+        train_one_epoch(model, scratch.Adam(model.parameters()), images, np.zeros(8, np.int64),
+                        [np.arange(4), np.arange(4, 8)], epoch=3, first_step=5)
