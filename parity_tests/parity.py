@@ -12,11 +12,42 @@ in was modified.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
+from hypothesis import strategies as st
 
 from scratch.module import Layer
 from scratch.numerical import numerical_gradient
 from torch_impl.mirror import TOLERANCES, run_layer_pair
+
+
+DTYPES = [np.float64, np.float32]
+
+# Strategies shared by several test modules (each defined once, here).
+seeds = st.integers(0, 2**32 - 1)
+shapes = st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple)
+
+
+def input_with_zeros(rng: np.random.Generator, shape, dtype) -> np.ndarray:
+    """Normal values, a quarter of them exactly 0: where ReLU, LeakyReLU, L1 and the hinge have kinks."""
+    x = rng.standard_normal(shape)
+    return np.where(rng.random(shape) < 0.25, 0.0, x).astype(dtype)
+
+
+def away_from_zero(rng: np.random.Generator, shape) -> np.ndarray:
+    """Normal float64 values with |x| >= 0.1, far more than a finite-difference step: no kink is crossed."""
+    x = rng.standard_normal(shape)
+    return x + np.where(x >= 0, 0.1, -0.1)
+
+
+@contextlib.contextmanager
+def no_float_warnings():
+    """Any NumPy overflow, invalid operation or division by zero, and any warning, is an error inside."""
+    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+        warnings.simplefilter("error")
+        yield
 
 
 def random_upstream(rng: np.random.Generator, shape, dtype) -> np.ndarray:
@@ -42,10 +73,10 @@ def assert_parity(layer: Layer, torch_module, x: np.ndarray, upstream: np.ndarra
 
     Checked in that order (the first disagreement is the one reported), with the forward tolerance for
     values and the backward tolerance for gradients, for ``x``'s dtype. ``forward_kwargs`` (a dropout
-    mask) go to the scratch layer. Also fails if ``x``, ``upstream``, the layer's parameters or anything
-    in ``forward_kwargs`` were modified.
+    mask) go to the scratch layer. Also fails if ``x``, ``upstream``, the layer's parameters, anything
+    in ``forward_kwargs`` or the arrays the layer lists in ``handed_in`` (a loss's target) were modified.
     """
-    handed_in = {"input": x, "upstream gradient": upstream, **forward_kwargs}
+    handed_in = {"input": x, "upstream gradient": upstream, **forward_kwargs, **getattr(layer, "handed_in", {})}
     before = _snapshot(layer, handed_in)
     comparisons = run_layer_pair(layer, torch_module, x, upstream, **forward_kwargs)
     tolerance = TOLERANCES[np.dtype(x.dtype)]

@@ -9,10 +9,8 @@ from hypothesis import strategies as st
 import scratch
 from torch_impl.mirror import torch_twin
 
-from .parity import assert_matches_numerical, assert_parity, random_upstream
-
-DTYPES = [np.float64, np.float32]
-seeds = st.integers(0, 2**32 - 1)
+from .parity import (DTYPES, assert_matches_numerical, assert_parity, away_from_zero, input_with_zeros,
+                     random_upstream, seeds, shapes)
 
 
 @st.composite
@@ -45,15 +43,6 @@ def test_linear_matches_finite_differences(config):
     assert_matches_numerical(*make_linear(config, np.float64))
 
 
-def input_with_zeros(rng, shape, dtype):
-    """Normal values, a quarter of them exactly 0: ReLU's derivative at 0 is 0 in both."""
-    x = rng.standard_normal(shape)
-    return np.where(rng.random(shape) < 0.25, 0.0, x).astype(dtype)
-
-
-shapes = st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple)
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(shapes, seeds)
 def test_relu_matches_torch(dtype, shape, seed):
@@ -67,9 +56,7 @@ def test_relu_matches_torch(dtype, shape, seed):
 def test_relu_matches_finite_differences(shape, seed):
     """Away from 0 (|x| >= 0.1, far more than the finite-difference step) ReLU's gradient is exact."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape)
-    x += np.where(x >= 0, 0.1, -0.1)
-    assert_matches_numerical(scratch.ReLU(), x, random_upstream(rng, shape, np.float64))
+    assert_matches_numerical(scratch.ReLU(), away_from_zero(rng, shape), random_upstream(rng, shape, np.float64))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

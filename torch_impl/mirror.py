@@ -11,8 +11,10 @@ The pieces:
 * :func:`run_layer_pair` runs one forward and one backward pass on both sides from the same input and
   the same upstream gradient ``dL/dy``, and returns a list of :class:`Comparison` in the order they should
   be checked: the output, the input gradient, every parameter gradient, then every buffer.
-* :func:`optimizer_trajectories` and :func:`simplecnn_training_comparisons` do the same for Adam/AdamW
-  and for the whole network.
+* :class:`LossLayer` turns a scratch loss (``CrossEntropyLoss``, ``MSELoss``, ...) into a layer of its
+  input, and :func:`torch_loss` builds its torch twin.
+* :func:`optimizer_trajectories` and :func:`simplecnn_training_comparisons` do the same for the
+  optimizers (:data:`OPTIMIZERS`) and for the whole network.
 * :class:`Comparison` holds one pair of arrays and measures their distance against :data:`TOLERANCES`.
 """
 
@@ -145,8 +147,21 @@ def torch_twin(layer: Layer) -> nn.Module:
     elif isinstance(layer, scratch.MaxPool2d):
         return nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding, layer.dilation,
                             ceil_mode=layer.ceil_mode)
+    elif isinstance(layer, scratch.AvgPool2d):
+        return nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode,
+                            layer.count_include_pad, layer.divisor_override)
     elif isinstance(layer, scratch.ReLU):
         return nn.ReLU()
+    elif isinstance(layer, scratch.LeakyReLU):
+        return nn.LeakyReLU(layer.negative_slope)
+    elif isinstance(layer, scratch.Sigmoid):
+        return nn.Sigmoid()
+    elif isinstance(layer, scratch.Tanh):
+        return nn.Tanh()
+    elif isinstance(layer, scratch.Softmax):
+        return nn.Softmax(layer.dim)
+    elif isinstance(layer, scratch.LogSoftmax):
+        return nn.LogSoftmax(layer.dim)
     elif isinstance(layer, scratch.Flatten):
         return nn.Flatten()
     else:
@@ -166,22 +181,94 @@ def torch_simplecnn(model: scratch.SimpleCNN) -> TorchSimpleCNN:
     return twin
 
 
-class CrossEntropyLayer(Layer):
-    """``scratch.cross_entropy`` seen as a layer of the logits, so the parity helper can run it.
+def torch_loss(loss_fn) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The ``torch.nn`` loss equal to the scratch loss object ``loss_fn`` (``MeanBiasError``, which torch
+    lacks, as autograd of ``input - target`` reduced the same way)."""
+    weight = getattr(loss_fn, "weight", None)
+    weight_t = None if weight is None else torch.tensor(np.array(weight, copy=True))
+    if isinstance(loss_fn, scratch.CrossEntropyLoss):
+        return nn.CrossEntropyLoss(weight_t, ignore_index=loss_fn.ignore_index, reduction=loss_fn.reduction,
+                                   label_smoothing=loss_fn.label_smoothing)
+    if isinstance(loss_fn, scratch.MultiMarginLoss):
+        return nn.MultiMarginLoss(loss_fn.p, loss_fn.margin, weight_t, reduction=loss_fn.reduction)
+    if isinstance(loss_fn, scratch.MSELoss):
+        return nn.MSELoss(reduction=loss_fn.reduction)
+    if isinstance(loss_fn, scratch.L1Loss):
+        return nn.L1Loss(reduction=loss_fn.reduction)
+    if isinstance(loss_fn, scratch.MeanBiasError):
+        reduce = {"mean": torch.mean, "sum": torch.sum, "none": lambda t: t}[loss_fn.reduction]
+        return lambda input, target: reduce(input - target)
+    raise TypeError(f"no torch twin for {type(loss_fn).__name__}")
+
+
+class LossLayer(Layer):
+    """A scratch loss seen as a layer of its input, so the parity helpers can run it.
+
+    ``loss_fn(input, target)`` with ``target`` fixed; the output is the loss as an array (0-d for "mean"
+    and "sum"); backward hands the upstream gradient to ``loss_fn.backward`` as its ``grad_output``.
+    """
+
+    def __init__(self, loss_fn, target: np.ndarray):
+        super().__init__()
+        self.loss_fn, self.target = loss_fn, target
+        self.name = type(loss_fn).__name__
+
+    def extra_repr(self) -> str:
+        return self.loss_fn.extra_repr()
+
+    @property
+    def handed_in(self) -> dict[str, np.ndarray]:
+        """Arrays the loss holds that it must not modify (checked by ``parity.assert_parity``)."""
+        weight = getattr(self.loss_fn, "weight", None)
+        return {"target": self.target, **({} if weight is None else {"weight": weight})}
+
+    @property
+    def output_scale(self) -> float:
+        """Floor for the loss value's relative error: the size of the terms it was summed from.
+
+        Cross-entropy: 1 nat per sample (times the largest class weight). A confident right answer has a
+        loss like 4e-4 = log(1.0004), and log of a float32 sum near 1 is only good to ~1e-7 absolute
+        (measured: 4e-4 off by 2.4e-7 in float32, in torch as here); relative to the loss itself that is
+        6e-4. Mean bias error: the sum of |input - target| (reduced like the loss), since the signed
+        terms cancel and the rounding of a sum is relative to the sum of its terms' magnitudes. The
+        other losses add non-negative terms: no floor needed.
+        """
+        reduction = self.loss_fn.reduction
+        if isinstance(self.loss_fn, scratch.CrossEntropyLoss):
+            weight = self.loss_fn.weight
+            samples = self.target.size if self.target.dtype.kind in "iu" else self.target.size // self.target.shape[1]
+            per_sample = 1.0 if weight is None else max(1.0, float(np.max(weight)))
+            return per_sample * (samples if reduction == "sum" else 1.0)
+        if isinstance(self.loss_fn, scratch.MeanBiasError) and self._input is not None:
+            terms = np.abs(self._input.astype(np.float64) - self.target)
+            return float(terms.mean() if reduction == "mean" else terms.sum() if reduction == "sum" else 0.0)
+        return 0.0
+
+    _input: np.ndarray | None = None
+
+    def forward(self, input: np.ndarray) -> np.ndarray:
+        self._input = input
+        return np.asarray(self.loss_fn(input, self.target), dtype=input.dtype)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        return self.loss_fn.backward(grad_out)
+
+    def torch_twin(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        loss = torch_loss(self.loss_fn)
+        target = torch.tensor(np.array(self.target, copy=True))
+        return lambda input: loss(input, target)
+
+
+class CrossEntropyLayer(LossLayer):
+    """The function ``scratch.cross_entropy`` (not the class) as a layer of the logits.
 
     Its output is the loss as a 0-d array; backward multiplies the loss gradient by the upstream scalar.
     """
 
     def __init__(self, targets: np.ndarray, reduction: str = "mean"):
-        super().__init__()
+        super().__init__(scratch.CrossEntropyLoss(reduction=reduction), targets)
         self.targets, self.reduction = targets, reduction
-
-    @property
-    def output_scale(self) -> float:
-        """Floor for the loss's relative error: 1 nat per sample. A confident right answer has a loss
-        like 4e-4 = log(1.0004), and log of a float32 sum near 1 is only good to ~1e-7 absolute (measured:
-        4e-4 off by 2.4e-7 in float32, in torch as here); relative to the loss itself that is 6e-4."""
-        return float(len(self.targets)) if self.reduction == "sum" else 1.0
+        self.name = "cross_entropy"
 
     def forward(self, logits: np.ndarray) -> np.ndarray:
         loss, self._grad = scratch.cross_entropy(logits, self.targets, self.reduction)
@@ -189,10 +276,6 @@ class CrossEntropyLayer(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         return grad_out * self._grad
-
-    def torch_twin(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        targets = torch.tensor(self.targets, dtype=torch.int64)
-        return lambda logits: F.cross_entropy(logits, targets, reduction=self.reduction)
 
 
 # --- running both ----------------------------------------------------------------------------------
@@ -232,21 +315,25 @@ def run_layer_pair(layer: Layer, module: Callable[[torch.Tensor], torch.Tensor],
     return comparisons
 
 
-OPTIMIZERS = {"adam": (scratch.Adam, torch.optim.Adam), "adamw": (scratch.AdamW, torch.optim.AdamW)}
+OPTIMIZERS = {"adam": (scratch.Adam, torch.optim.Adam), "adamw": (scratch.AdamW, torch.optim.AdamW),
+              "sgd": (scratch.SGD, torch.optim.SGD), "adagrad": (scratch.Adagrad, torch.optim.Adagrad),
+              "rmsprop": (scratch.RMSprop, torch.optim.RMSprop)}
 
 
 def optimizer_trajectories(kind: str, initial: dict[str, np.ndarray], gradients: list[dict[str, np.ndarray]],
                            **hyper) -> list[list[Comparison]]:
-    """Step scratch's and torch's ``kind`` optimizer (``"adam"``/``"adamw"``) with the same gradients.
+    """Step scratch's and torch's ``kind`` optimizer (a key of :data:`OPTIMIZERS`) with the same gradients.
 
-    ``hyper`` (lr, betas, eps, weight_decay, amsgrad) goes to both. Returns, for every step, the
-    parameters and the optimizer's moments after it.
+    ``hyper`` (lr, betas, momentum, ...) goes to both. Returns, for every step, the parameters and every
+    state tensor after it: each tensor of torch's ``optimizer.state[param]`` against ours under the same
+    name in our flat ``state_dict()`` (``"<name>.<param>"``), the step count against ``"step"``. A state
+    tensor one side has and the other lacks is a comparison that fails (an empty array against it).
     """
     ours_cls, theirs_cls = OPTIMIZERS[kind]
     ours = {k: Parameter(v.copy()) for k, v in initial.items()}
     theirs = {k: nn.Parameter(to_torch(v)) for k, v in initial.items()}
     ours_opt, theirs_opt = ours_cls(ours, **hyper), theirs_cls(list(theirs.values()), **hyper)
-    moments = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if hyper.get("amsgrad") else [])
+    missing = np.empty(0)
     steps = []
     for step, grads in enumerate(gradients, start=1):
         for k in initial:
@@ -254,12 +341,22 @@ def optimizer_trajectories(kind: str, initial: dict[str, np.ndarray], gradients:
             theirs[k].grad = to_torch(grads[k])
         ours_opt.step()
         theirs_opt.step()
+        ours_state = ours_opt.state_dict()
+        ours_by_param: dict[str, dict[str, np.ndarray]] = {k: {} for k in initial}
+        for key, value in ours_state.items():
+            if key != "step":
+                state_name, _, param_name = key.partition(".")
+                ours_by_param[param_name][state_name] = value
         comparisons = []
         for k in initial:
             comparisons.append(Comparison(f"step {step} {k}", ours[k].data, theirs[k], "forward"))
-            state = theirs_opt.state[theirs[k]]
-            comparisons += [Comparison(f"step {step} {k}.{m}", getattr(ours_opt, m)[k], state[m], "forward")
-                            for m in moments]
+            state = {m: v for m, v in theirs_opt.state[theirs[k]].items() if v is not None}
+            if "step" in state:
+                comparisons.append(Comparison(f"step {step} {k}.step", ours_state["step"],
+                                              np.array(int(state.pop("step")), dtype=np.int64), "forward"))
+            for m in sorted(set(state) | set(ours_by_param[k])):
+                comparisons.append(Comparison(f"step {step} {k}.{m}", ours_by_param[k].get(m, missing),
+                                              state[m] if m in state else missing, "forward"))
         steps.append(comparisons)
     return steps
 
