@@ -238,6 +238,9 @@ class CrossEntropyLoss(_Loss):
             if target.shape != input.shape or target.dtype != dtype:
                 raise ValueError(f"{self.name}: class-probability targets must have the input's shape {input.shape} "
                                  f"and dtype {dtype}, got {target.dtype} {target.shape}")
+            if self.ignore_index >= 0:
+                raise ValueError(f"{self.name}: ignore_index ({self.ignore_index}) is not supported with "
+                                 "class-probability targets (as in PyTorch); leave it at -100")
             q = np.moveaxis(target, 1, -1).reshape(-1, classes)
             coef = (q * (1 - eps) + eps / classes) * w
             divisor = float(z.shape[0])
