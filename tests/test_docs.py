@@ -60,6 +60,10 @@ CHAPTERS = {
     "08-softmax-cross-entropy.md": "softmax cross-entropy",
     "09-adam.md": "Adam",
     "10-verifying-gradients.md": "how the gradients are verified",
+    "11-activations.md": "sigmoid, tanh, Leaky ReLU, softmax, log-softmax",
+    "12-average-pooling.md": "average pooling",
+    "13-losses.md": "the loss classes",
+    "14-optimizers.md": "SGD, momentum, Nesterov, Adagrad, RMSProp",
 }
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
