@@ -68,7 +68,7 @@ def test_optimizer_trajectory_matches_torch(kind, dtype, data):
         for comparison in comparisons:
             problem = comparison.problem(TOLERANCES[np.dtype(dtype)])
             assert problem is None, problem
-    for given_grads, original in zip(gradients, originals):
+    for given_grads, original in zip(gradients, originals, strict=True):
         for k in original:
             np.testing.assert_array_equal(given_grads[k], original[k], err_msg="the optimizer modified a gradient")
 

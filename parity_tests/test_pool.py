@@ -25,13 +25,15 @@ def pool_configs(draw, max_dilation=2):
     stride = draw(pairs(st.integers(1, 4), st.integers(1, 4)))
     dilation = draw(pairs(st.integers(1, max_dilation), st.integers(1, max_dilation)))
     # PyTorch: padding <= kernel // 2 and <= half the effective (dilated) kernel.
-    padding = tuple(draw(st.integers(0, min(k // 2, (d * (k - 1) + 1) // 2))) for k, d in zip(kernel, dilation))
+    padding = tuple(draw(st.integers(0, min(k // 2, (d * (k - 1) + 1) // 2)))
+                    for k, d in zip(kernel, dilation, strict=True))
     hw = tuple(max(1, d * (k - 1) + 1 - 2 * p) + draw(st.integers(0, 5))
-               for k, p, d in zip(kernel, padding, dilation))
+               for k, p, d in zip(kernel, padding, dilation, strict=True))
     ceil_mode = draw(st.booleans())
     # Leave out windows made only of padding (possible with dilation or ceil mode): PyTorch 2.13 returns
     # -inf there with an index outside the input, and its backward then writes out of bounds (a crash).
-    assume(all(every_window_sees_input(*axis, ceil_mode) for axis in zip(hw, kernel, stride, padding, dilation)))
+    assume(all(every_window_sees_input(*axis, ceil_mode)
+               for axis in zip(hw, kernel, stride, padding, dilation, strict=True)))
     config = dict(batch=draw(st.integers(1, 2)), channels=draw(st.integers(1, 3)), hw=hw,
                   kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
     return config, draw(st.integers(0, 2**32 - 1))
@@ -50,7 +52,8 @@ def make_pool(config):
 
 def output_shape(config):
     sizes = [pool_output_size(s, k, st_, p, d, config["ceil_mode"]) for s, k, st_, p, d in
-             zip(config["hw"], config["kernel_size"], config["stride"], config["padding"], config["dilation"])]
+             zip(config["hw"], config["kernel_size"], config["stride"], config["padding"], config["dilation"],
+                 strict=True)]
     return (config["batch"], config["channels"], *sizes)
 
 

@@ -154,13 +154,13 @@ class MaxPool2d(Layer):
             raise ValueError(f"MaxPool2d: kernel_size, stride, dilation must be positive and padding "
                              f">= 0, got kernel {self.kernel_size}, stride {self.stride}, "
                              f"padding {self.padding}, dilation {self.dilation}")
-        if any(2 * p > k for k, p in zip(self.kernel_size, self.padding)):
+        if any(2 * p > k for k, p in zip(self.kernel_size, self.padding, strict=True)):
             raise ValueError(f"MaxPool2d: padding {self.padding} must be at most half of the kernel size "
                              f"{self.kernel_size} (as PyTorch requires)")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input(self, x, 4, "(N, C, H, W)")
-        for size, k, p, d in zip(x.shape[2:], self.kernel_size, self.padding, self.dilation):
+        for size, k, p, d in zip(x.shape[2:], self.kernel_size, self.padding, self.dilation, strict=True):
             if size + 2 * p < d * (k - 1) + 1:
                 raise ValueError(f"{self.name}: input {x.shape[2]}x{x.shape[3]} (padding {self.padding}) "
                                  f"is smaller than the kernel {self.kernel_size} (dilation {self.dilation})")

@@ -10,14 +10,23 @@ value is within the tolerance of its kind for the dtype (``torch_impl.mirror.TOL
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 import scratch
-from torch_impl.mirror import (TOLERANCES, Comparison, CrossEntropyLayer, LossLayer, optimizer_trajectories,
-                               run_layer_pair, simplecnn_training_comparisons, to_torch, torch_twin)
+from torch_impl.mirror import (
+    TOLERANCES,
+    Comparison,
+    CrossEntropyLayer,
+    LossLayer,
+    optimizer_trajectories,
+    run_layer_pair,
+    simplecnn_training_comparisons,
+    to_torch,
+    torch_twin,
+)
 
 
 def _layer_check(make_layer: Callable[[np.dtype], scratch.Layer], input_shape, values: str = "normal",

@@ -81,13 +81,13 @@ def markdown_files() -> list[Path]:
     return sorted(DOCS.glob("*.md")) + [ROOT / "README.md"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def prose(path: Path) -> str:
     """The file's text without fenced blocks (code and ```math)."""
     return FENCE.sub("", path.read_text(encoding="utf-8"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def defined_names(path: Path) -> frozenset[str]:
     """Names of every def/class (any level) and module-level assignment in a Python file."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))

@@ -20,8 +20,9 @@ The pieces:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,8 +84,8 @@ class Comparison:
     """
 
     name: str
-    ours: np.ndarray
-    theirs: np.ndarray
+    ours: Any     # a NumPy array (or anything np.array takes): stored as an ndarray copy
+    theirs: Any   # a NumPy array or a torch tensor: stored as an ndarray copy
     kind: str = "backward"
     scale: float = 0.0
 
@@ -137,6 +138,7 @@ class Comparison:
 
 def torch_twin(layer: Layer) -> nn.Module:
     """The ``torch.nn`` module computing what ``layer`` computes, with copies of its parameters/buffers."""
+    module: nn.Module
     if isinstance(layer, scratch.Conv2d):
         module = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
                            layer.padding, layer.dilation, bias=layer.bias is not None)
@@ -361,6 +363,13 @@ def optimizer_trajectories(kind: str, initial: dict[str, np.ndarray], gradients:
     return steps
 
 
+def _computed(grad, name: str):
+    """``grad``, which a backward pass must have filled in (a clear error, not a None further down)."""
+    if grad is None:
+        raise RuntimeError(f"no gradient was computed for {name}")
+    return grad
+
+
 def _layer_of(key: str) -> str:
     return key.split(".")[0]
 
@@ -409,8 +418,7 @@ def simplecnn_training_comparisons(dtype=np.float64, seed: int = 0, batch_size: 
     for step in range(1, steps + 1):
         images = rng.normal(size=(batch_size, 1, 28, 28)).astype(dtype)
         labels = rng.integers(0, 10, size=batch_size)
-        masks = {name: ours.layers[name].sample_mask(shape) for name, shape in
-                 (("dropout1", (batch_size, 32, 12, 12)), ("dropout2", (batch_size, 64, 4, 4)))}
+        masks = ours.sample_dropout_masks(batch_size)
 
         loss, grad_logits = scratch.cross_entropy(ours.forward(images, dropout_masks=masks), labels)
         ours.backward(grad_logits)
@@ -421,8 +429,8 @@ def simplecnn_training_comparisons(dtype=np.float64, seed: int = 0, batch_size: 
         loss_t.backward()
 
         comparisons.append(Comparison(f"step {step} loss", np.array(loss, dtype=dtype), loss_t, "forward"))
-        grads = {k: p.grad for k, p in ours.parameters().items()}
-        grad_scale = _layer_scales({k: p.grad for k, p in torch_params.items()})
+        grads = {k: _computed(p.grad, k) for k, p in ours.parameters().items()}
+        grad_scale = _layer_scales({k: _computed(p.grad, k) for k, p in torch_params.items()})
         comparisons += [Comparison(f"step {step} grad {k}", g, torch_params[k].grad, "backward",
                                    grad_scale[_layer_of(k)]) for k, g in grads.items()]
         # Both optimizers step on the same (our, just checked) gradients; see the docstring.
