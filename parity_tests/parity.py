@@ -22,7 +22,6 @@ from scratch.module import Layer
 from scratch.numerical import numerical_gradient
 from torch_impl.mirror import TOLERANCES, run_layer_pair
 
-
 DTYPES = [np.float64, np.float32]
 
 # Strategies shared by several test modules (each defined once, here).

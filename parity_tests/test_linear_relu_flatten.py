@@ -9,8 +9,16 @@ from hypothesis import strategies as st
 import scratch
 from torch_impl.mirror import torch_twin
 
-from .parity import (DTYPES, assert_matches_numerical, assert_parity, away_from_zero, input_with_zeros,
-                     random_upstream, seeds, shapes)
+from .parity import (
+    DTYPES,
+    assert_matches_numerical,
+    assert_parity,
+    away_from_zero,
+    input_with_zeros,
+    random_upstream,
+    seeds,
+    shapes,
+)
 
 
 @st.composite

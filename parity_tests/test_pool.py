@@ -8,12 +8,17 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import scratch
-from scratch.naive import (avgpool2d_backward_naive, avgpool2d_forward_naive, maxpool2d_backward_naive,
-                           maxpool2d_forward_naive)
+from scratch.naive import (
+    avgpool2d_backward_naive,
+    avgpool2d_forward_naive,
+    maxpool2d_backward_naive,
+    maxpool2d_forward_naive,
+)
 from scratch.pool import pool_output_size
 from torch_impl.mirror import torch_twin
 
 from .parity import DTYPES, assert_close, assert_matches_numerical, assert_parity, random_upstream
+
 pairs = st.tuples
 
 

@@ -76,7 +76,7 @@ class _Loss:
             raise ValueError(f"{type(self).__name__}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
         self.name = type(self).__name__
-        self._cache = None
+        self._cache: tuple | None = None   # what the last forward kept for backward
 
     def __call__(self, input: np.ndarray, target: np.ndarray):
         return self.forward(input, target)

@@ -259,7 +259,7 @@ class AvgPool2d(Layer):
         if min(*self.kernel_size, *self.stride) < 1 or min(self.padding) < 0:
             raise ValueError(f"AvgPool2d: kernel_size and stride must be positive and padding >= 0, got "
                              f"kernel_size {self.kernel_size}, stride {self.stride}, padding {self.padding}")
-        if any(2 * p > k for k, p in zip(self.kernel_size, self.padding)):
+        if any(2 * p > k for k, p in zip(self.kernel_size, self.padding, strict=True)):
             raise ValueError(f"AvgPool2d: padding {self.padding} must be at most half of the kernel_size "
                              f"{self.kernel_size} (as PyTorch requires)")
         if divisor_override is not None:
@@ -272,7 +272,7 @@ class AvgPool2d(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input(self, x, 4, "(N, C, H, W)")
-        for size, k, p in zip(x.shape[2:], self.kernel_size, self.padding):
+        for size, k, p in zip(x.shape[2:], self.kernel_size, self.padding, strict=True):
             if size + 2 * p < k:
                 raise ValueError(f"{self.name}: input {x.shape[2]}x{x.shape[3]} (padding {self.padding}) "
                                  f"is smaller than the kernel_size {self.kernel_size}")

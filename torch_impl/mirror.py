@@ -198,8 +198,13 @@ def torch_loss(loss_fn) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if isinstance(loss_fn, scratch.L1Loss):
         return nn.L1Loss(reduction=loss_fn.reduction)
     if isinstance(loss_fn, scratch.MeanBiasError):
-        reduce = {"mean": torch.mean, "sum": torch.sum, "none": lambda t: t}[loss_fn.reduction]
-        return lambda input, target: reduce(input - target)
+        reduction = loss_fn.reduction
+
+        def mean_bias_error(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            diff = input - target
+            return diff.mean() if reduction == "mean" else diff.sum() if reduction == "sum" else diff
+
+        return mean_bias_error
     raise TypeError(f"no torch twin for {type(loss_fn).__name__}")
 
 
