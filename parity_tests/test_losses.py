@@ -32,13 +32,17 @@ def loss_configs(draw, kind, kinks=True):
     if kind == "cross_entropy":
         classes = config["classes"]
         probabilities = draw(st.booleans())
-        config.update(extra=tuple(draw(st.lists(st.integers(1, 3), max_size=2))), probabilities=probabilities,
+        # extra=None: one unbatched sample, logits (C,)
+        extra = draw(st.one_of(st.none(), st.lists(st.integers(1, 3), max_size=2).map(tuple)))
+        config.update(extra=extra, probabilities=probabilities,
                       # torch allows a real class as ignore_index (not with probabilities, nor would one class do)
                       ignore_index=draw(st.sampled_from([-100, 0] if classes > 1 and not probabilities else [-100])),
                       label_smoothing=draw(st.sampled_from([0.0, 0.0, 0.1, 0.45, 1.0])),
                       scale=draw(st.floats(0.1, 8.0)))
     elif kind == "multi_margin":
-        config.update(p=draw(st.sampled_from([1, 2])), margin=draw(st.sampled_from([0.5, 1.0, 2.0, 0.0])))
+        config.update(p=draw(st.sampled_from([1, 2])), margin=draw(st.sampled_from([0.5, 1.0, 2.0, 0.0])),
+                      # None: scores (N, C); () or (1,): one unbatched sample (C,) with a target of that shape
+                      unbatched=draw(st.sampled_from([None, None, (), (1,)])))
     else:
         config.update(shape=draw(shapes))
     return config
@@ -54,26 +58,29 @@ def build(config, dtype):
         n, classes = config["n"], config["classes"]
         weight = rng.uniform(0.2, 3.0, classes).astype(dtype) if config["weighted"] else None
     if kind == "cross_entropy":
-        shape = (n, classes, *config["extra"])
-        x = config["scale"] * rng.standard_normal(shape)
+        unbatched = config["extra"] is None
+        value_shape = () if unbatched else (n, *config["extra"])
+        x = config["scale"] * rng.standard_normal((classes,) if unbatched else (n, classes, *config["extra"]))
         if config["probabilities"]:
-            target = np.moveaxis(rng.dirichlet(np.ones(classes), size=(n, *config["extra"])), -1, 1).astype(dtype)
+            target = np.moveaxis(rng.dirichlet(np.ones(classes), size=value_shape), -1, 0 if unbatched else 1)
+            target = target.astype(dtype)
         else:
-            target = rng.integers(0, classes, size=(n, *config["extra"]))
+            target = rng.integers(0, classes, size=value_shape)
             target[rng.random(target.shape) < 0.2] = config["ignore_index"]
             # "mean" over no sample at all is 0/0 (NaN, tested on its own below): keep one sample.
             if (target == config["ignore_index"]).all():
-                target.flat[0] = 1 if config["ignore_index"] == 0 else 0
+                target[np.unravel_index(0, target.shape)] = 1 if config["ignore_index"] == 0 else 0
         loss_fn = scratch.CrossEntropyLoss(weight, config["ignore_index"], reduction, config["label_smoothing"])
-        value_shape = (n, *config["extra"])
     elif kind == "multi_margin":
-        target = rng.integers(0, classes, size=n)
+        unbatched = config["unbatched"]
+        value_shape = (n,) if unbatched is None else unbatched
+        scores_shape = (n, classes) if unbatched is None else (classes,)
+        target = rng.integers(0, classes, size=value_shape)
         if config["kinks"]:   # half-integers: many scores exactly margin below the target's (z = 0)
-            x = rng.integers(-4, 5, size=(n, classes)) / 2
+            x = rng.integers(-4, 5, size=scores_shape) / 2
         else:
-            x = rng.standard_normal((n, classes))
+            x = rng.standard_normal(scores_shape)
         loss_fn = scratch.MultiMarginLoss(config["p"], config["margin"], weight, reduction)
-        value_shape = (n,)
     else:
         shape = config["shape"]
         x = rng.standard_normal(shape)
@@ -94,8 +101,8 @@ def build(config, dtype):
 @given(data=st.data())
 def test_loss_matches_torch(kind, dtype, data):
     """Value and dL/dinput equal torch's (MeanBiasError: autograd of (input - target) reduced), every
-    reduction, kinks included: L1's gradient at input == target is sign(0) = 0, the hinge's at z = 0 is 0;
-    neither the input, the target nor the weight is modified."""
+    reduction, batched and unbatched (C,) inputs, kinks included: L1's gradient at input == target is
+    sign(0) = 0, the hinge's at z = 0 is 0; neither the input, the target nor the weight is modified."""
     layer, x, upstream = build(data.draw(loss_configs(kind), label="config"), dtype)
     assert_parity(layer, layer.torch_twin(), x, upstream)
 
@@ -153,7 +160,10 @@ def test_mean_bias_error_has_no_minimum():
     (lambda: scratch.CrossEntropyLoss()(np.zeros((2, 4)), np.array([0, 4])), "target 4 is not a class index"),
     (lambda: scratch.CrossEntropyLoss()(np.zeros((2, 4)), np.zeros((2, 3))), "class-probability targets"),
     (lambda: scratch.CrossEntropyLoss(ignore_index=1)(np.zeros((2, 4)), np.zeros((2, 4))), "ignore_index"),
-    (lambda: scratch.CrossEntropyLoss()(np.zeros(4), np.zeros((), dtype=int)), r"\(N, C\)"),
+    (lambda: scratch.CrossEntropyLoss()(np.zeros(()), np.zeros((), dtype=int)), r"\(N, C\)"),
+    (lambda: scratch.CrossEntropyLoss()(np.zeros(4), np.zeros(1, dtype=int)), r"shape \(\)"),
+    (lambda: scratch.MultiMarginLoss()(np.zeros(4), np.zeros(2, dtype=int)), r"shape \(\) or \(1,\)"),
+    (lambda: scratch.MultiMarginLoss()(np.zeros((2, 3, 4)), np.zeros(2, dtype=int)), r"\(N, C\) or \(C,\)"),
     (lambda: scratch.MultiMarginLoss(p=3), "p must be 1 or 2"),
     (lambda: scratch.MultiMarginLoss(margin=float("inf")), "margin"),
     (lambda: scratch.MultiMarginLoss()(np.zeros((2, 3)), np.array([0, -1])), "target -1"),

@@ -200,9 +200,9 @@ def _check_class_indices(name: str, target, shape: tuple[int, ...], classes: int
 class CrossEntropyLoss(_Loss):
     """``nn.CrossEntropyLoss(weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0)``.
 
-    Input: logits ``z`` of shape (N, C) or (N, C, d1, ...) (classes on axis 1). Target: class indices
-    (N,) / (N, d1, ...), or class probabilities of the input's shape. Every case is one formula with a
-    coefficient ``a[n, c] >= 0`` per logit (docs/13-losses.md)::
+    Input: logits ``z`` of shape (N, C) or (N, C, d1, ...) (classes on axis 1), or (C,) for one sample.
+    Target: class indices (N,) / (N, d1, ...) / (), or class probabilities of the input's shape. Every
+    case is one formula with a coefficient ``a[n, c] >= 0`` per logit (docs/13-losses.md)::
 
         l[n] = -sum_c a[n, c] log p[n, c]        log p = log_softmax(z) over the classes
         dl[n]/dz[n, c] = (sum_k a[n, k]) p[n, c] - a[n, c]
@@ -225,14 +225,16 @@ class CrossEntropyLoss(_Loss):
 
     def forward(self, input: np.ndarray, target: np.ndarray):
         self._check_input(input)
-        if input.ndim < 2:
-            raise ValueError(f"{self.name}: expected logits of shape (N, C) or (N, C, d1, ...), got {input.shape}")
-        classes, dtype = input.shape[1], input.dtype
+        if input.ndim < 1:
+            raise ValueError(f"{self.name}: expected logits of shape (C,), (N, C) or (N, C, d1, ...), "
+                             f"got {input.shape}")
+        axis = 1 if input.ndim > 1 else 0                  # the class axis; (C,) is one unbatched sample
+        classes, dtype = input.shape[axis], input.dtype
         weight = _check_class_weight(self.name, self.weight, classes)
         w = np.ones(classes, dtype) if weight is None else weight.astype(dtype)
         # Classes last, every other axis flattened into rows: (M, C) with M = N*d1*...
-        z = np.moveaxis(input, 1, -1).reshape(-1, classes)
-        out_shape = (input.shape[0], *input.shape[2:])
+        z = np.moveaxis(input, axis, -1).reshape(-1, classes)
+        out_shape = input.shape[:axis] + input.shape[axis + 1:]
         eps = dtype.type(self.label_smoothing)
         if isinstance(target, np.ndarray) and target.dtype.kind == "f":
             if target.shape != input.shape or target.dtype != dtype:
@@ -241,7 +243,7 @@ class CrossEntropyLoss(_Loss):
             if self.ignore_index >= 0:
                 raise ValueError(f"{self.name}: ignore_index ({self.ignore_index}) is not supported with "
                                  "class-probability targets (as in PyTorch); leave it at -100")
-            q = np.moveaxis(target, 1, -1).reshape(-1, classes)
+            q = np.moveaxis(target, axis, -1).reshape(-1, classes)
             coef = (q * (1 - eps) + eps / classes) * w
             divisor = float(z.shape[0])
         else:
@@ -260,7 +262,7 @@ class CrossEntropyLoss(_Loss):
         def grad_per_loss(g: np.ndarray) -> np.ndarray:
             g = g.reshape(-1, 1)
             dz = (coef.sum(axis=1, keepdims=True) * np.exp(log_p) - coef) * g
-            return np.moveaxis(dz.reshape(*out_shape, classes), -1, 1)
+            return np.moveaxis(dz.reshape(*out_shape, classes), -1, axis)
 
         return self._reduce(losses.reshape(out_shape), divisor, grad_per_loss, dtype)
 
@@ -272,7 +274,8 @@ class CrossEntropyLoss(_Loss):
 class MultiMarginLoss(_Loss):
     """``nn.MultiMarginLoss(p=1, margin=1.0, weight=None, reduction="mean")``: the multi-class hinge.
 
-    For scores ``x`` (N, C) and target classes ``y`` (N,), with ``z[n, j] = margin - x[n, y_n] + x[n, j]``::
+    For scores ``x`` (N, C) (or (C,), one sample) and target classes ``y`` (N,), with
+    ``z[n, j] = margin - x[n, y_n] + x[n, j]``::
 
         l[n] = w[y_n] / C * sum_{j != y_n} max(0, z[n, j])^p
         dl[n]/dx[n, j] = w[y_n] / C * p z^(p-1) [z > 0]          (j != y_n)
@@ -293,8 +296,15 @@ class MultiMarginLoss(_Loss):
 
     def forward(self, input: np.ndarray, target: np.ndarray):
         self._check_input(input)
-        if input.ndim != 2:
-            raise ValueError(f"{self.name}: expected scores of shape (N, C), got {input.shape}")
+        if input.ndim not in (1, 2):
+            raise ValueError(f"{self.name}: expected scores of shape (N, C) or (C,), got {input.shape}")
+        unbatched = input.ndim == 1
+        if unbatched:
+            # One sample, as PyTorch allows: target () or (1,); reduction "none" gives a loss of that shape.
+            if not isinstance(target, np.ndarray) or target.shape not in ((), (1,)):
+                raise ValueError(f"{self.name}: for scores of shape (C,) the target must be one class index "
+                                 f"of shape () or (1,), got {getattr(target, 'shape', type(target).__name__)}")
+            target_shape, input, target = target.shape, input[None], target.reshape(1)
         n, classes = input.shape
         dtype = input.dtype
         _check_class_indices(self.name, target, (n,), classes)
@@ -308,12 +318,12 @@ class MultiMarginLoss(_Loss):
         losses = (zp if self.p == 1 else zp * zp).sum(axis=1) * scale
 
         def grad_per_loss(g: np.ndarray) -> np.ndarray:
-            dx = (active if self.p == 1 else 2 * zp) * (g * scale)[:, None]
+            dx = (active if self.p == 1 else 2 * zp) * (g.reshape(n) * scale)[:, None]
             dx = dx.astype(dtype, copy=False)
             dx[rows, target] = -dx.sum(axis=1)
-            return dx
+            return dx[0] if unbatched else dx
 
-        return self._reduce(losses, float(n), grad_per_loss, dtype)
+        return self._reduce(losses.reshape(target_shape) if unbatched else losses, float(n), grad_per_loss, dtype)
 
     def extra_repr(self) -> str:
         return (f"p={self.p}, margin={self.margin}, weight={None if self.weight is None else self.weight.shape}, "

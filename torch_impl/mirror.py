@@ -243,7 +243,8 @@ class LossLayer(Layer):
         reduction = self.loss_fn.reduction
         if isinstance(self.loss_fn, scratch.CrossEntropyLoss):
             weight = self.loss_fn.weight
-            samples = self.target.size if self.target.dtype.kind in "iu" else self.target.size // self.target.shape[1]
+            logits = self._input if self._input is not None else np.zeros((1, 1))
+            samples = logits.size // logits.shape[1 if logits.ndim > 1 else 0]
             per_sample = 1.0 if weight is None else max(1.0, float(np.max(weight)))
             return per_sample * (samples if reduction == "sum" else 1.0)
         if isinstance(self.loss_fn, scratch.MeanBiasError) and self._input is not None:
