@@ -59,10 +59,13 @@ def sigmoid_forward(x: np.ndarray):
 
     ``exp(-x)`` overflows for ``x < -709`` (float64; ``-88`` in float32). With ``e = exp(-|x|)``, which
     is always in (0, 1], ``y = 1 / (1 + e)`` for ``x >= 0`` and ``y = e / (1 + e)`` for ``x < 0``: the same
-    value, and no exponent is ever positive.
+    value, and no exponent is ever positive. The numerator is picked arithmetically,
+    ``[x >= 0] + [x < 0] * e`` (exactly 1 or exactly e), because ``np.where`` on a random mask is several
+    times slower than the whole rest of the computation (branch mispredictions).
     """
     e = np.exp(-np.abs(x))
-    y = np.where(x >= 0, 1, e) / (1 + e)
+    nonnegative = x >= 0
+    y = (nonnegative + ~nonnegative * e) / (1 + e)
     return y, y
 
 
@@ -83,17 +86,22 @@ def tanh_backward(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01):
-    """``y = x`` where ``x > 0``, else ``negative_slope * x``. Returns ``(y, cache)``: the mask ``x > 0``."""
+    """``y = x`` where ``x > 0``, else ``negative_slope * x``. Returns ``(y, cache)``; the cache is the local
+    slope ``dy/dx``: 1 where ``x > 0``, ``negative_slope`` elsewhere.
+
+    The slope is built as ``[x > 0] + [x <= 0] * negative_slope`` (each entry exactly 1 or exactly the
+    slope), so ``y = x * slope`` rounds as PyTorch's ``x * negative_slope``; a multiplication is several
+    times faster than ``np.where`` on a random mask.
+    """
     positive = x > 0
-    slope = x.dtype.type(negative_slope)
-    return np.where(positive, x, x * slope), (positive, slope)
+    slope = positive + ~positive * x.dtype.type(negative_slope)
+    return x * slope, slope
 
 
-def leaky_relu_backward(grad_out: np.ndarray, cache) -> np.ndarray:
+def leaky_relu_backward(grad_out: np.ndarray, slope: np.ndarray) -> np.ndarray:
     """``dL/dx = dL/dy * (1 if x > 0 else negative_slope)``. At exactly ``x = 0`` the slope is
     ``negative_slope``, as in PyTorch (its kernel tests ``x > 0``)."""
-    positive, slope = cache
-    return np.where(positive, grad_out, grad_out * slope)
+    return grad_out * slope
 
 
 def softmax_forward(x: np.ndarray, dim: int):
