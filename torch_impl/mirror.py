@@ -279,6 +279,7 @@ class CrossEntropyLayer(LossLayer):
         self.name = "cross_entropy"
 
     def forward(self, logits: np.ndarray) -> np.ndarray:
+        self._input = logits
         loss, self._grad = scratch.cross_entropy(logits, self.targets, self.reduction)
         return np.array(loss, dtype=logits.dtype)
 
