@@ -238,13 +238,15 @@ OPTIMIZERS = {"adam": (scratch.Adam, torch.optim.Adam), "adamw": (scratch.AdamW,
 
 
 def optimizer_trajectories(kind: str, initial: dict[str, np.ndarray], gradients: list[dict[str, np.ndarray]],
-                           **hyper) -> list[list[Comparison]]:
+                           ours_cls: type[scratch.Adam] | None = None, **hyper) -> list[list[Comparison]]:
     """Step scratch's and torch's ``kind`` optimizer (``"adam"``/``"adamw"``) with the same gradients.
 
-    ``hyper`` (lr, betas, eps, weight_decay, amsgrad) goes to both. Returns, for every step, the
+    ``hyper`` (lr, betas, eps, weight_decay, amsgrad) goes to both. ``ours_cls`` replaces scratch's
+    class (the exercise grader passes one whose update is a learner's). Returns, for every step, the
     parameters and the optimizer's moments after it.
     """
-    ours_cls, theirs_cls = OPTIMIZERS[kind]
+    ours_cls = ours_cls or OPTIMIZERS[kind][0]
+    theirs_cls = OPTIMIZERS[kind][1]
     ours = {k: Parameter(v.copy()) for k, v in initial.items()}
     theirs = {k: nn.Parameter(to_torch(v)) for k, v in initial.items()}
     ours_opt, theirs_opt = ours_cls(ours, **hyper), theirs_cls(list(theirs.values()), **hyper)
