@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import scratch
 from simplecnn import properties as prop
 
-from . import solutions
+from . import NAMES, solutions
 
 FINITE_DIFFERENCES, TORCH, CORNER = "finite differences", "PyTorch", "corner"
 
@@ -790,3 +790,4 @@ the square root.
 
 EXERCISES: tuple[Exercise, ...] = _exercise_list()
 BY_NAME = {exercise.name: exercise for exercise in EXERCISES}
+assert tuple(BY_NAME) == NAMES, "simplecnn.exercise.NAMES lists the exercises in catalog order"

@@ -291,8 +291,12 @@ def _on_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def grade(exercise: Exercise, path: Path, out=None, timing: bool = True) -> int:
-    """Grade ``path`` and print the report to ``out`` (stdout); the exit status: 0 only when all pass."""
+PASSING, FAILING, NOT_IMPLEMENTED = "passing", "failing", "not implemented yet"
+
+
+def grade(exercise: Exercise, path: Path, out=None, timing: bool = True) -> tuple[int, str]:
+    """Grade ``path`` and print the report to ``out`` (stdout). Returns the exit status (0 only when every
+    check passes) and the verdict (:data:`PASSING`, :data:`FAILING`, :data:`NOT_IMPLEMENTED`)."""
     out = out or sys.stdout
 
     def say(line: str = "") -> None:
@@ -302,7 +306,7 @@ def grade(exercise: Exercise, path: Path, out=None, timing: bool = True) -> int:
         module = load(path, exercise)
     except LearnerFileError as e:
         say(f"{exercise.name}: {e}")
-        return 1
+        return 1, FAILING
     say(f"{exercise.name}: {exercise.title} (read {exercise.chapter})")
     results = []
     total = len(exercise.checks)
@@ -312,7 +316,7 @@ def grade(exercise: Exercise, path: Path, out=None, timing: bool = True) -> int:
         except NotImplementedYet:
             say(f"not implemented yet: {exercise.function} in {path} still raises NotImplementedError. "
                 f"Write it, then run `simplecnn exercise check {exercise.name}` again.")
-            return 1
+            return 1, NOT_IMPLEMENTED
         results.append(result)
         say(f"[{number}/{total}] {check.stage}: {check.title}: {'pass' if result.passed else 'FAIL'}")
         if not result.passed:
@@ -320,11 +324,11 @@ def grade(exercise: Exercise, path: Path, out=None, timing: bool = True) -> int:
     failed = sum(not r.passed for r in results)
     if failed:
         say(f"{failed} of {total} checks failed.")
-        return 1
+        return 1, FAILING
     if timing:
         _report_timing(say, exercise, getattr(module, exercise.function))
     say(f"All {total} checks passed.")
-    return 0
+    return 0, PASSING
 
 
 def _report_failure(say, exercise: Exercise, result: CheckResult) -> None:

@@ -74,13 +74,6 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), dilation=(1, 
     return y, (x, weight, stride, padding, dilation)
 
 
-def _patches(x, weight, stride, padding, dilation, out_hw):
-    """The receptive fields of every output position: (N, C, kh, kw, Ho, Wo) (scratch's im2col)."""
-    (ph, pw) = padding
-    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    return im2col(x_pad, weight.shape[2:], stride, dilation, out_hw)
-
-
 def conv2d_bias_grad(grad_out, cache):
     """``dL/db[o] = sum_{n,i,j} g[n, o, i, j]``: every output position of channel o adds ``b[o]``."""
     return grad_out.sum(axis=(0, 2, 3))
@@ -90,7 +83,9 @@ def conv2d_weight_grad(grad_out, cache):
     """``dL/dw[o, c, u, v] = sum_{n,i,j} g[n, o, i, j] xp[n, c, s i + d u, s j + d v]``: a correlation of
     the padded input with the gradient."""
     x, weight, stride, padding, dilation = cache
-    cols = _patches(x, weight, stride, padding, dilation, grad_out.shape[2:])   # (N, C, kh, kw, Ho, Wo)
+    (ph, pw) = padding
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = im2col(x_pad, weight.shape[2:], stride, dilation, grad_out.shape[2:])   # (N, C, kh, kw, Ho, Wo)
     return np.tensordot(grad_out, cols, axes=([0, 2, 3], [0, 4, 5]))         # (O, C, kh, kw)
 
 
