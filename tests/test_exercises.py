@@ -19,7 +19,7 @@ from simplecnn.exercise.catalog import BY_NAME, EXERCISES
 
 @pytest.fixture(autouse=True)
 def few_examples(monkeypatch):
-    monkeypatch.setenv("SIMPLECNN_EXERCISE_EXAMPLES", "15")
+    monkeypatch.setenv("SIMPLECNN_EXERCISE_EXAMPLES", "10")
 
 
 def start(tmp_path, name: str) -> str:
@@ -267,8 +267,9 @@ def test_a_typical_mistake_fails_with_its_minimal_example_and_hint(tmp_path, cap
     capsys.readouterr()
     status, out = check(tmp_path, name, capsys)
     assert status == 1, out
-    assert "FAIL" in out and "minimal failing example" in out and "worst at" in out or "shape" in out, out
-    assert f"hint: " in out and hint in out, out
+    assert "FAIL" in out and "minimal failing example" in out, out
+    assert "worst at" in out or "shape" in out or "not finite" in out, out   # which value, and where
+    assert "hint: " in out and hint in out, out
 
 
 def test_the_report_is_deterministic(tmp_path, capsys):

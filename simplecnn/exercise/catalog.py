@@ -578,8 +578,11 @@ Write dropout_backward(grad_out, cache) -> dx (x's shape, grad_out's dtype).
             build=_dropout,
             checks=(_fd("dx matches central differences (fixed mask)", prop.dropout_numerical_examples,
                         prop.dropout_matches_finite_differences),
-                    _torch("output and dx match nn.Dropout given torch's own mask (p = 0 and p = 1 included)",
+                    _torch("output and dx match nn.Dropout given torch's own mask",
                            prop.dropout_examples, prop.dropout_matches_torch_given_torchs_mask),
+                    _torch("p = 0 (nothing dropped) and p = 1 (everything dropped), like torch",
+                           st.tuples(st.sampled_from([0.0, 1.0]), prop.dropout_shapes, prop.seeds),
+                           prop.dropout_matches_torch_given_torchs_mask, stage=CORNER),
                     _torch("evaluation mode: the identity, like torch", prop.dropout_examples,
                            prop.dropout_in_eval_mode_is_the_identity, stage=CORNER)),
             mistakes=(Mistake(_dropout_no_scale, "dropout without the 1/(1-p) scale: the forward pass scales "
