@@ -60,6 +60,7 @@ CHAPTERS = {
     "08-softmax-cross-entropy.md": "softmax cross-entropy",
     "09-adam.md": "Adam",
     "10-verifying-gradients.md": "how the gradients are verified",
+    "15-exercises.md": "exercises: the learner's backward pass, graded",
 }
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)

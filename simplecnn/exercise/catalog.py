@@ -635,7 +635,8 @@ every window (write into it); _keep_first(mask) keeps the first True along axis 
         Exercise(
             name="conv2d_bias", title="convolution, step 1: the bias gradient", chapter="docs/03-convolution.md",
             function="conv2d_bias_grad", signature="grad_out, cache",
-            task=_CONV_TASK + """Write conv2d_bias_grad(grad_out, cache) -> dL/db, shape (O,), with grad_out = g = dL/dy.
+            task=_CONV_TASK + """\
+Write conv2d_bias_grad(grad_out, cache) -> dL/db, shape (O,), with grad_out = g = dL/dy.
 
 Hint: b[o] is added to every output position of channel o, in every image.
 """,
@@ -654,7 +655,8 @@ Hint: b[o] is added to every output position of channel o, in every image.
         Exercise(
             name="conv2d_weight", title="convolution, step 2: the weight gradient", chapter="docs/03-convolution.md",
             function="conv2d_weight_grad", signature="grad_out, cache",
-            task=_CONV_TASK + """Write conv2d_weight_grad(grad_out, cache) -> dL/dw, shape (O, C, kh, kw).
+            task=_CONV_TASK + """\
+Write conv2d_weight_grad(grad_out, cache) -> dL/dw, shape (O, C, kh, kw).
 
 Hints: differentiate y[n, o, i, j] with respect to w[o, c, u, v]: a correlation of the padded input
 with g (the chapter's 'The weight'). Loops over (u, v) only are fast; im2col(x_pad, (kh, kw),
@@ -679,7 +681,8 @@ stride, dilation, (Ho, Wo)) gives every receptive field at once, (N, C, kh, kw, 
         Exercise(
             name="conv2d_input", title="convolution, step 3: the input gradient", chapter="docs/03-convolution.md",
             function="conv2d_input_grad", signature="grad_out, cache",
-            task=_CONV_TASK + """Write conv2d_input_grad(grad_out, cache) -> dL/dx, x's shape (N, C, H, W).
+            task=_CONV_TASK + """\
+Write conv2d_input_grad(grad_out, cache) -> dL/dx, x's shape (N, C, H, W).
 
 Hints: every x pixel was read by every window that covers it: add g[n, o, i, j] * w[o, c, u, v] into
 xp[n, c, s i + d u, s j + d v] (overlapping windows add up), then crop the padding away. col2im is
@@ -704,7 +707,8 @@ im2col's adjoint: it does that addition for all patches at once.
             name="batchnorm_eval", title="batch normalization in evaluation mode",
             chapter="docs/05-batch-normalization.md", function="batchnorm2d_eval_backward",
             signature="grad_out, cache",
-            task=_BN_TASK + """Write batchnorm2d_eval_backward(grad_out, cache) -> (dx, dgamma, dbeta) for EVALUATION mode
+            task=_BN_TASK + """\
+Write batchnorm2d_eval_backward(grad_out, cache) -> (dx, dgamma, dbeta) for EVALUATION mode
 (cache's training is False): mu and var are the running statistics, constants.
 Shapes: dx like x; dgamma, dbeta (C,). Keep grad_out's dtype.
 """,
@@ -726,7 +730,8 @@ Shapes: dx like x; dgamma, dbeta (C,). Keep grad_out's dtype.
             name="batchnorm_train", title="batch normalization in training mode",
             chapter="docs/05-batch-normalization.md", function="batchnorm2d_train_backward",
             signature="grad_out, cache",
-            task=_BN_TASK + """Write batchnorm2d_train_backward(grad_out, cache) -> (dx, dgamma, dbeta) for TRAINING mode
+            task=_BN_TASK + """\
+Write batchnorm2d_train_backward(grad_out, cache) -> (dx, dgamma, dbeta) for TRAINING mode
 (cache's training is True): every x of a channel moves that channel's mu and var.
 Shapes: dx like x; dgamma, dbeta (C,). Keep grad_out's dtype.
 

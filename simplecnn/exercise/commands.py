@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from . import NAMES

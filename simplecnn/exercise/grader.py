@@ -13,7 +13,6 @@ learner's file), with the example that caused it, never as a traceback of the gr
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import os
 import signal

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratch.conv import col2im, conv2d_forward as _conv2d_forward_fast, im2col
+from scratch.conv import col2im, im2col
+from scratch.conv import conv2d_forward as _conv2d_forward_fast
 from scratch.loss import cross_entropy, log_softmax
 
 # --- ReLU ---------------------------------------------------------------------------------------------
