@@ -97,8 +97,8 @@ def assert_close(ours: Any, reference: np.ndarray, rtol: float, scale: float = 0
     if not error <= rtol * magnitude:
         worst = np.unravel_index(np.argmax(np.abs(ours - reference)), ours.shape)
         raise AssertionError(f"{what}: max error {error:.3g} > {rtol:g} * {magnitude:.3g} "
-                             f"(worst at {tuple(int(i) for i in worst)}: got {ours[worst]!r}, "
-                             f"expected {reference[worst]!r})")
+                             f"(worst at {tuple(int(i) for i in worst)}: got {float(ours[worst])!r}, "
+                             f"expected {float(reference[worst])!r})")
 
 
 # Central differences in float64 with h = 1e-6 have a truncation error ~ h^2 * f''' and a rounding

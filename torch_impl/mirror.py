@@ -125,10 +125,11 @@ class Comparison:
             return f"{self.name}: not finite"
         allowed = getattr(tolerance, self.kind)
         if not self.rel_error <= allowed:
-            worst = np.unravel_index(np.argmax(np.abs(self.ours - self.theirs)), self.ours.shape)
+            worst = tuple(int(i) for i in np.unravel_index(np.argmax(np.abs(self.ours - self.theirs)),
+                                                           self.ours.shape))
             return (f"{self.name} ({self.kind}): relative error {self.rel_error:.3g} > {allowed:g} "
-                    f"(abs {self.abs_error:.3g}; worst at {worst}: ours {self.ours[worst]!r}, "
-                    f"torch {self.theirs[worst]!r})")
+                    f"(abs {self.abs_error:.3g}; worst at {worst}: ours {float(self.ours[worst])!r}, "
+                    f"torch {float(self.theirs[worst])!r})")
         return None
 
 

@@ -36,14 +36,38 @@ class Check:
     title: str
     strategy: st.SearchStrategy
     run: Callable[[Any, prop.Implementation], None]
+    labels: tuple[str, ...] = ()                 # names of the example's parts, for the report
+
+
+_SEEDED_CONFIG = ("config", "seed")
+#: What the parts of each property's example are (the seed draws the values: x, W, dL/dy, ...).
+_LABELS: dict[Callable[..., None], tuple[str, ...]] = {
+    prop.linear_matches_finite_differences: ("in_features", "out_features", "bias", "leading shape", "seed"),
+    prop.linear_matches_torch: ("in_features", "out_features", "bias", "leading shape", "seed"),
+    prop.relu_matches_finite_differences: ("shape", "seed"),
+    prop.relu_matches_torch: ("shape", "seed"),
+    prop.cross_entropy_matches_finite_differences: ("logits", "targets", "reduction", "dL/dloss"),
+    prop.cross_entropy_matches_torch: ("logits", "targets", "reduction", "dL/dloss"),
+    prop.dropout_matches_finite_differences: ("p", "shape", "seed"),
+    prop.dropout_matches_torch_given_torchs_mask: ("p", "shape", "seed"),
+    prop.dropout_in_eval_mode_is_the_identity: ("p", "shape", "seed"),
+    prop.maxpool2d_matches_finite_differences: _SEEDED_CONFIG,
+    prop.maxpool2d_matches_torch: _SEEDED_CONFIG,
+    prop.maxpool2d_ties_go_where_torch_sends_them: ("(config, seed)", "levels of the tied values"),
+    prop.conv2d_matches_finite_differences: _SEEDED_CONFIG,
+    prop.conv2d_matches_torch: _SEEDED_CONFIG,
+    prop.batchnorm2d_matches_finite_differences: ("(config, seed)", "training"),
+    prop.batchnorm2d_training_steps_then_eval_match_torch: ("(config, seed)", "training steps"),
+    prop.optimizer_trajectory_matches_torch: ("hyper-parameters", "steps", "seed"),
+}
 
 
 def _fd(title: str, strategy, prop_fn) -> Check:
-    return Check(FINITE_DIFFERENCES, title, strategy, lambda ex, impl: prop_fn(ex, impl=impl))
+    return Check(FINITE_DIFFERENCES, title, strategy, lambda ex, impl: prop_fn(ex, impl=impl), _LABELS[prop_fn])
 
 
-def _torch(title: str, strategy, prop_fn, stage: str = TORCH, **kwargs) -> Check:
-    return Check(stage, title, strategy, lambda ex, impl: prop_fn(ex, np.float64, impl=impl, **kwargs))
+def _torch(title: str, strategy, prop_fn, stage: str = TORCH) -> Check:
+    return Check(stage, title, strategy, lambda ex, impl: prop_fn(ex, np.float64, impl=impl), _LABELS[prop_fn])
 
 
 @dataclass(frozen=True)

@@ -332,7 +332,12 @@ def grade(exercise: Exercise, path: Path, out=None, timing: bool = True) -> tupl
 
 def _report_failure(say, exercise: Exercise, result: CheckResult) -> None:
     assert result.outcome is not None
-    say(f"    minimal failing example: {_show(result.example, limit=0)}")
+    example = result.example
+    if result.check.labels and isinstance(example, tuple) and len(example) == len(result.check.labels):
+        shown = ", ".join(f"{label}={_show(part)}" for label, part in zip(result.check.labels, example, strict=True))
+    else:
+        shown = _show(example)
+    say(f"    minimal failing example: {shown}")
     if result.calls:
         call = result.calls[-1]
         say(f"    your {exercise.function} received: {_show(call.before)}")
