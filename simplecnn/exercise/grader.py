@@ -30,7 +30,7 @@ import numpy as np
 from hypothesis import HealthCheck, find, settings
 from hypothesis.errors import NoSuchExample, Unsatisfiable
 
-from .catalog import Check, Exercise
+from .catalog import FINITE_DIFFERENCES, Check, Exercise
 
 #: How many examples each check tries (before shrinking). The environment variable lets CI use fewer.
 DEFAULT_MAX_EXAMPLES = 100
@@ -86,6 +86,9 @@ def _copy(value: Any) -> Any:
     return value
 
 
+RAISED = object()   # the result of a call that raised
+
+
 @dataclass
 class Call:
     """One call of the learner's function: its arguments before, its result, its arguments after."""
@@ -110,6 +113,10 @@ class Recorder:
             result = self.function(*args)
         except NotImplementedError:
             raise NotImplementedYet() from None
+        except Exception:
+            if self.recording:
+                self.calls.append(Call(before, RAISED, ()))
+            raise
         if self.recording:
             self.calls.append(Call(before, _copy(result), _copy(args)))
         return result
@@ -340,12 +347,18 @@ def _report_failure(say, exercise: Exercise, result: CheckResult) -> None:
     say(f"    minimal failing example: {shown}")
     if result.calls:
         call = result.calls[-1]
-        say(f"    your {exercise.function} received: {_show(call.before)}")
-        say(f"    and returned: {_show(call.result)}")
+        names = exercise.signature.split(", ")
+        received = ", ".join(f"{name}={_show(arg)}" for name, arg in zip(names, call.before, strict=False))
+        say(f"    your {exercise.function} received: {received}")
+        if call.result is not RAISED:
+            say(f"    and returned: {_show(call.result)}")
     label = "crash" if result.outcome.kind == "crash" else "what is wrong"
     say(f"    {label}: {result.outcome.message}")
     if result.outcome.kind == "wrong":
-        say("    ('ours' is your implementation, 'torch' PyTorch's; 'expected' is the finite-difference value)")
+        if result.check.stage == FINITE_DIFFERENCES:
+            say("    ('got' is your implementation's value, 'expected' the central-difference one)")
+        else:
+            say("    ('ours' is your implementation's value, 'torch' PyTorch's)")
     if result.hint:
         say(f"    hint: {result.hint}")
 
