@@ -329,3 +329,17 @@ def test_a_file_that_does_not_import_is_reported_in_one_line(tmp_path, capsys):
     capsys.readouterr()
     status, out = check(tmp_path, "linear", capsys)
     assert status == 1 and "does not import: SyntaxError" in out and "Traceback" not in out
+
+
+def test_a_crash_on_the_realistic_float32_inputs_fails(tmp_path, capsys):
+    """The checks run in float64; the timing runs SimpleCNN's float32 shapes, and a crash there fails too."""
+    start(tmp_path, "relu")
+    with_function(tmp_path, "relu", """
+        def relu_backward(grad_out, cache):
+            if grad_out.dtype != np.float64:
+                raise TypeError("float64 only")
+            return grad_out * (cache > 0)
+        """)
+    capsys.readouterr()
+    status, out = check(tmp_path, "relu", capsys)
+    assert status == 1 and "your code raised TypeError: float64 only" in out and "Traceback" not in out
