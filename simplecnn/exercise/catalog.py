@@ -62,6 +62,25 @@ _LABELS: dict[Callable[..., None], tuple[str, ...]] = {
 }
 
 
+def _plain(strategy, **defaults):
+    """``strategy`` of ``(config, seed)`` narrowed to the options an exercise covers: every key of
+    ``defaults`` that the shared config draws (new torch options, e.g. Conv2d ``groups``) keeps its
+    default, so that the exercise's forward pass and its hints stay right when the properties grow."""
+    return strategy.filter(lambda config_and_seed: all(config_and_seed[0].get(k, v) == v for k, v in defaults.items()))
+
+
+def _conv_configs(**kwargs):
+    return _plain(prop.conv_configs(**kwargs), groups=1, padding_mode="zeros")
+
+
+def _pool_configs(**kwargs):
+    return _plain(prop.pool_configs(**kwargs), return_indices=False)
+
+
+def _batchnorm_configs():
+    return _plain(prop.batchnorm_configs(), affine=True, track_running_stats=True)
+
+
 def _fd(title: str, strategy, prop_fn) -> Check:
     return Check(FINITE_DIFFERENCES, title, strategy, lambda ex, impl: prop_fn(ex, impl=impl), _LABELS[prop_fn])
 
@@ -636,14 +655,14 @@ every window (write into it); _keep_first(mask) keeps the first True along axis 
             reference_location="scratch/pool.py `maxpool2d_backward` (loops: scratch/naive.py "
                                "`maxpool2d_backward_naive`)",
             build=_maxpool,
-            checks=(_fd("dx matches central differences (distinct values)", prop.pool_configs(),
+            checks=(_fd("dx matches central differences (distinct values)", _pool_configs(),
                         prop.maxpool2d_matches_finite_differences),
                     _torch("output and dx match nn.MaxPool2d (distinct values, padding, dilation, ceil mode)",
-                           prop.pool_configs(), prop.maxpool2d_matches_torch),
+                           _pool_configs(), prop.maxpool2d_matches_torch),
                     _torch("tied maxima: the gradient goes where torch sends it",
-                           st.tuples(prop.pool_configs(), prop.tie_levels),
+                           st.tuples(_pool_configs(), prop.tie_levels),
                            prop.maxpool2d_ties_go_where_torch_sends_them, stage=CORNER),
-                    _torch("overlapping windows (stride < kernel) add up", prop.pool_configs(overlapping=True),
+                    _torch("overlapping windows (stride < kernel) add up", _pool_configs(overlapping=True),
                            prop.maxpool2d_matches_torch, stage=CORNER)),
             mistakes=(Mistake(_maxpool_every_tied_max,
                               "the gradient went to every tied maximum: PyTorch sends a window's whole "
@@ -668,9 +687,9 @@ Hint: b[o] is added to every output position of channel o, in every image.
             reference_location="scratch/conv.py `conv2d_backward` (`dbias`); simplecnn/exercise/solutions.py "
                                "`conv2d_bias_grad`",
             build=_conv("bias"),
-            checks=(_fd("dL/db matches central differences", prop.conv_configs(max_channels=2, max_extra_size=3),
+            checks=(_fd("dL/db matches central differences", _conv_configs(max_channels=2, max_extra_size=3),
                         prop.conv2d_matches_finite_differences),
-                    _torch("dL/db matches nn.Conv2d (strides, padding, dilation)", prop.conv_configs(),
+                    _torch("dL/db matches nn.Conv2d (strides, padding, dilation)", _conv_configs(),
                            prop.conv2d_matches_torch)),
             mistakes=(Mistake(_conv_bias_mean, "dL/db is the SUM of g over n, i and j, not the mean"),
                       Mistake(_conv_bias_batch_only, "sum g over the output positions (i, j) too, not only "
@@ -690,9 +709,9 @@ stride, dilation, (Ho, Wo)) gives every receptive field at once, (N, C, kh, kw, 
             reference_location="scratch/conv.py `conv2d_backward` (`dweight`); simplecnn/exercise/solutions.py "
                                "`conv2d_weight_grad`",
             build=_conv("weight"),
-            checks=(_fd("dL/dw matches central differences", prop.conv_configs(max_channels=2, max_extra_size=3),
+            checks=(_fd("dL/dw matches central differences", _conv_configs(max_channels=2, max_extra_size=3),
                         prop.conv2d_matches_finite_differences),
-                    _torch("dL/dw matches nn.Conv2d (strides, padding, dilation)", prop.conv_configs(),
+                    _torch("dL/dw matches nn.Conv2d (strides, padding, dilation)", _conv_configs(),
                            prop.conv2d_matches_torch)),
             mistakes=(Mistake(_conv_weight_flipped, "the kernel is flipped: Conv2d is a cross-correlation, "
                                                     "dL/dw[o, c, u, v] pairs g[n, o, i, j] with "
@@ -716,9 +735,9 @@ im2col's adjoint: it does that addition for all patches at once.
             reference_location="scratch/conv.py `conv2d_backward` (`dx`, through `col2im`); "
                                "simplecnn/exercise/solutions.py `conv2d_input_grad`",
             build=_conv("input"),
-            checks=(_fd("dL/dx matches central differences", prop.conv_configs(max_channels=2, max_extra_size=3),
+            checks=(_fd("dL/dx matches central differences", _conv_configs(max_channels=2, max_extra_size=3),
                         prop.conv2d_matches_finite_differences),
-                    _torch("dL/dx matches nn.Conv2d (strides, padding, dilation)", prop.conv_configs(),
+                    _torch("dL/dx matches nn.Conv2d (strides, padding, dilation)", _conv_configs(),
                            prop.conv2d_matches_torch)),
             mistakes=(Mistake(_conv_input_not_cropped, "crop the padding: dL/dx has x's shape, the padded "
                                                        "border gets no gradient"),
@@ -741,10 +760,10 @@ Shapes: dx like x; dgamma, dbeta (C,). Keep grad_out's dtype.
                                "simplecnn/exercise/solutions.py `batchnorm2d_eval_backward`",
             build=_batchnorm(training=False),
             checks=(_fd("dx, dgamma, dbeta match central differences (evaluation mode)",
-                        st.tuples(prop.batchnorm_configs(), st.just(False)),
+                        st.tuples(_batchnorm_configs(), st.just(False)),
                         prop.batchnorm2d_matches_finite_differences),
                     _torch("evaluation after training steps matches nn.BatchNorm2d",
-                           st.tuples(prop.batchnorm_configs(), prop.batchnorm_steps),
+                           st.tuples(_batchnorm_configs(), prop.batchnorm_steps),
                            prop.batchnorm2d_training_steps_then_eval_match_torch)),
             mistakes=(Mistake(_bn_train_formula, "in evaluation mode mu and var are the running statistics, "
                                                  "constants: dL/dx = gamma * inv_std * g, no correction terms"),
@@ -767,10 +786,10 @@ terms, each a per-channel mean over (n, h, w).
                                "`batchnorm2d_train_backward`",
             build=_batchnorm(training=True),
             checks=(_fd("dx, dgamma, dbeta match central differences (training mode)",
-                        st.tuples(prop.batchnorm_configs(), st.just(True)),
+                        st.tuples(_batchnorm_configs(), st.just(True)),
                         prop.batchnorm2d_matches_finite_differences),
                     _torch("training steps match nn.BatchNorm2d (outputs, gradients, running statistics)",
-                           st.tuples(prop.batchnorm_configs(), prop.batchnorm_steps),
+                           st.tuples(_batchnorm_configs(), prop.batchnorm_steps),
                            prop.batchnorm2d_training_steps_then_eval_match_torch)),
             mistakes=(Mistake(_bn_train_without_mean_term,
                               "batch-norm without its mean term: mu depends on x, which subtracts mean(g) "
