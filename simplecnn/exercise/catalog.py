@@ -121,7 +121,7 @@ class Exercise:
         parts = [f'"""Exercise {self.name}: {self.title}.\n\nRead {self.chapter} first.\n\n{self.task.strip()}\n\n'
                  f'Check your work with:   simplecnn exercise check {self.name}\n"""\n', self.imports.strip() + "\n"]
         if given:
-            parts.append("\n# --- given: the forward pass (do not change it; the grader uses it) ---------\n\n"
+            parts.append("\n# --- given: the forward pass (read it; do not change it) ----------------------\n\n"
                          + given)
         parts.append(f"\n# --- your code ----------------------------------------------------------------\n\n"
                      f"def {self.function}({self.signature}):\n"
@@ -507,15 +507,15 @@ Conv2d's three gradients are three exercises, in this order: conv2d_bias, conv2d
 _CONV_IMPORTS = _NP + "\nfrom scratch.conv import conv2d_forward as _conv2d_forward_fast\n" \
     "from scratch.conv import col2im, im2col  # helpers you may use (docs/03-convolution.md)\n"
 _BN_TASK = """
-Forward (given, scratch.batchnorm.batchnorm2d_forward): x (N, C, H, W); statistics per channel over
+Forward (given below, scratch.batchnorm.batchnorm2d_forward): x (N, C, H, W); statistics per channel over
 its m = N*H*W values; gamma = weight (C,), beta = bias (C,):
     x_hat = (x - mu) * inv_std,   inv_std = 1 / sqrt(var + eps),   y = gamma * x_hat + beta
     cache = (x_hat, inv_std, gamma, training)     x_hat (N, C, H, W); inv_std, gamma (C,)
 In training mu and var are the batch's (biased) statistics; in evaluation the running ones.
 
 """
-_BN_IMPORTS = _NP + "\nfrom scratch.batchnorm import batchnorm2d_forward  # the forward pass (read it)\n"
-_POOL_IMPORTS = _NP + "\nfrom scratch.pool import maxpool2d_forward  # the forward pass (read it)\n" \
+_BN_IMPORTS = _NP + "\nfrom scratch.batchnorm import _channel, channel_sums  # used by the forward pass\n"
+_POOL_IMPORTS = _NP + "\nfrom scratch.pool import pool_output_size  # used by the forward pass\n" \
     "from scratch.pool import _inside_input, _keep_first, _window_entry  # helpers you may use\n"
 
 
@@ -525,7 +525,7 @@ def _exercise_list() -> tuple[Exercise, ...]:
             name="linear", title="the backward pass of a linear layer", chapter="docs/07-linear-and-relu.md",
             function="linear_backward", signature="grad_out, cache",
             task="""
-Forward (given, scratch.linear.linear_forward):  y = x @ W.T + b
+Forward (given below, scratch.linear.linear_forward):  y = x @ W.T + b
     x: (N, in)  (or (N, ..., in): the extra leading axes are part of the batch)
     W: (out, in)   b: (out,) or None   y: (N, out)   cache = (x, W, has_bias)
 
@@ -535,7 +535,7 @@ Write linear_backward(grad_out, cache) -> (dx, dW, db), with grad_out = g = dL/d
 Hints: write y[n, o] = sum_i x[n, i] W[o, i] + b[o] and differentiate one entry; every gradient has the
 shape of its variable; for inputs (N, ..., in), reshape g and x to 2-D first.
 """,
-            given=(), imports=_NP + "\nfrom scratch.linear import linear_forward  # the forward pass (read it)\n",
+            given=(scratch.linear_forward,), imports=_NP,
             reference=scratch.linear_backward, reference_location="scratch/linear.py `linear_backward`",
             build=_linear,
             checks=(_fd("dx, dW, db match central differences", prop.linear_configs(),
@@ -638,7 +638,7 @@ Write dropout_backward(grad_out, cache) -> dx (x's shape, grad_out's dtype).
             name="maxpool", title="the backward pass of max-pooling", chapter="docs/04-max-pooling.md",
             function="maxpool2d_backward", signature="grad_out, cache",
             task="""
-Forward (given, scratch.pool.maxpool2d_forward): x (N, C, H, W), kernel (kh, kw), stride, padding
+Forward (given below, scratch.pool.maxpool2d_forward): x (N, C, H, W), kernel (kh, kw), stride, padding
 (-inf), dilation (pairs); window (i, j) holds xp[n, c, s_h i + d_h u, s_w j + d_w v] for the kernel
 offsets (u, v), scanned row by row (k = u * kw + v); y (N, C, Ho, Wo) is each window's max.
     cache = (candidates, y, padded_shape, input_shape, kernel, stride, padding, dilation)
@@ -651,7 +651,7 @@ PyTorch sends all of it to the FIRST in scan order. Windows overlap when stride 
 gradients add up. Padding cells never win. _window_entry(dx_pad, k, ...) is a view of entry k of
 every window (write into it); _keep_first(mask) keeps the first True along axis 0.
 """,
-            given=(), imports=_POOL_IMPORTS, reference=scratch.maxpool2d_backward,
+            given=(scratch.maxpool2d_forward,), imports=_POOL_IMPORTS, reference=scratch.maxpool2d_backward,
             reference_location="scratch/pool.py `maxpool2d_backward` (loops: scratch/naive.py "
                                "`maxpool2d_backward_naive`)",
             build=_maxpool,
@@ -755,7 +755,7 @@ Write batchnorm2d_eval_backward(grad_out, cache) -> (dx, dgamma, dbeta) for EVAL
 (cache's training is False): mu and var are the running statistics, constants.
 Shapes: dx like x; dgamma, dbeta (C,). Keep grad_out's dtype.
 """,
-            given=(), imports=_BN_IMPORTS, reference=solutions.batchnorm2d_eval_backward,
+            given=(scratch.batchnorm2d_forward,), imports=_BN_IMPORTS, reference=solutions.batchnorm2d_eval_backward,
             reference_location="scratch/batchnorm.py `batchnorm2d_backward` (the `else` branch); "
                                "simplecnn/exercise/solutions.py `batchnorm2d_eval_backward`",
             build=_batchnorm(training=False),
@@ -781,7 +781,7 @@ Shapes: dx like x; dgamma, dbeta (C,). Keep grad_out's dtype.
 Hints: go through mu and var (the chapter's 'Through mu and sigma^2'); the result has two correction
 terms, each a per-channel mean over (n, h, w).
 """,
-            given=(), imports=_BN_IMPORTS, reference=solutions.batchnorm2d_train_backward,
+            given=(scratch.batchnorm2d_forward,), imports=_BN_IMPORTS, reference=solutions.batchnorm2d_train_backward,
             reference_location="scratch/batchnorm.py `batchnorm2d_backward`; simplecnn/exercise/solutions.py "
                                "`batchnorm2d_train_backward`",
             build=_batchnorm(training=True),
