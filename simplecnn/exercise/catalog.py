@@ -119,7 +119,8 @@ class Exercise:
         """The text of ``exercises/<name>.py``."""
         given = "\n\n".join(inspect.getsource(f) for f in self.given)
         parts = [f'"""Exercise {self.name}: {self.title}.\n\nRead {self.chapter} first.\n\n{self.task.strip()}\n\n'
-                 f'Check your work with:   simplecnn exercise check {self.name}\n"""\n', self.imports.strip() + "\n"]
+                 f'Check your work with:   simplecnn exercise check {self.name}\n"""\n',
+                 "from __future__ import annotations\n", self.imports.strip() + "\n"]
         if given:
             parts.append("\n# --- given: the forward pass (read it; do not change it) ----------------------\n\n"
                          + given)
