@@ -343,3 +343,23 @@ def test_a_crash_on_the_realistic_float32_inputs_fails(tmp_path, capsys):
     capsys.readouterr()
     status, out = check(tmp_path, "relu", capsys)
     assert status == 1 and "your code raised TypeError: float64 only" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("name, index", [(e.name, i) for e in EXERCISES for i in range(len(e.mistakes))])
+def test_every_known_mistake_is_caught_and_named(tmp_path, name, index):
+    """Each mistake the grader knows fails one of its exercise's checks, and the hint there is its own
+    (a hint no failing example could reach would be dead text)."""
+    from simplecnn.exercise.grader import grade_check, load
+
+    exercise = BY_NAME[name]
+    mistake = exercise.mistakes[index]
+    start(tmp_path, name)
+    with_function(tmp_path, name, inspect.getsource(exercise.reference))
+    module = load(tmp_path / f"{name}.py", exercise)
+    setattr(module, exercise.function, mistake.function)
+    for check in exercise.checks:
+        result = grade_check(exercise, check, module, tmp_path / f"{name}.py")
+        if not result.passed:
+            assert result.hint == mistake.hint, (check.title, result.outcome, result.hint)
+            return
+    pytest.fail(f"no check of {name} catches the mistake {mistake.hint!r}")

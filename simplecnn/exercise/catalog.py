@@ -264,11 +264,6 @@ def _linear_bias_mean(grad_out, cache):
     return dx, dweight, None if dbias is None else grad_out.reshape(-1, dweight.shape[0]).mean(axis=0)
 
 
-def _linear_input_transposed_weight(grad_out, cache):
-    _, dweight, dbias = scratch.linear_backward(grad_out, cache)
-    return grad_out @ cache[1].T, dweight, dbias
-
-
 def _relu_at_zero(grad_out, x):
     return grad_out * (x >= 0)
 
@@ -547,8 +542,7 @@ shape of its variable; for inputs (N, ..., in), reshape g and x to 2-D first.
                               "a transposed weight gradient: dL/dW = g^T x has W's shape (out, in); x^T g is "
                               "its transpose"),
                       Mistake(_linear_bias_mean,
-                              "dL/db is the SUM of g over the batch (every row adds b), not the mean"),
-                      Mistake(_linear_input_transposed_weight, "dL/dx = g W (shape (N, in)), not g W^T")),
+                              "dL/db is the SUM of g over the batch (every row adds b), not the mean")),
             timing_inputs=_timing_linear, vectorization="docs/07-linear-and-relu.md"),
         Exercise(
             name="relu", title="the backward pass of ReLU", chapter="docs/07-linear-and-relu.md",
