@@ -29,7 +29,7 @@ def conv_configs(draw, max_channels=4, max_extra_size=6):
     extra_h = draw(st.integers(0, max_extra_size))
     extra_w = draw(st.one_of(st.integers(0, max_extra_size), st.integers(16, 20)))
     hw = [max(1, d * (k - 1) + 1 - 2 * p) + extra
-          for k, p, d, extra in zip(kernel, padding, dilation, (extra_h, extra_w))]
+          for k, p, d, extra in zip(kernel, padding, dilation, (extra_h, extra_w), strict=True)]
     config = dict(batch=draw(st.integers(1, 3)), in_channels=draw(st.integers(1, max_channels)),
                   out_channels=draw(st.integers(1, max_channels)), hw=tuple(hw), kernel_size=kernel,
                   stride=stride, padding=padding, dilation=dilation, bias=draw(st.booleans()))
@@ -42,7 +42,8 @@ def make_conv(config, dtype, rng):
                            rng=rng, dtype=dtype)
     x = rng.standard_normal((config["batch"], config["in_channels"], *config["hw"])).astype(dtype)
     out_hw = [conv_output_size(s, k, st_, p, d) for s, k, st_, p, d in
-              zip(config["hw"], config["kernel_size"], config["stride"], config["padding"], config["dilation"])]
+              zip(config["hw"], config["kernel_size"], config["stride"], config["padding"], config["dilation"],
+                  strict=True)]
     upstream = random_upstream(rng, (config["batch"], config["out_channels"], *out_hw), dtype)
     return layer, x, upstream
 

@@ -153,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="turn a torch.save state dict (.pt) into a portable model.npz")
     p.add_argument("source", metavar="FILE.pt", help="a state dict saved by torch.save (read with weights_only=True)")
     p.add_argument("target", metavar="OUT.npz", help="the .npz to write (must not exist)")
+
+    from .exercise.commands import add_parser as add_exercise_parser  # list | start | check | solution
+
+    add_exercise_parser(sub)
     return parser
 
 
@@ -166,8 +170,8 @@ def _cmd_train(args) -> int:
     if args.resume is not None:
         if not Path(args.resume).is_dir():
             raise UsageError(f"--resume: {args.resume} is not a folder")
-        config, changes = _resumed_config(args, asdict(config_from_checkpoint(args.resume)))
-        config = TrainConfig(**config)
+        resumed, changes = _resumed_config(args, asdict(config_from_checkpoint(args.resume)))
+        config = TrainConfig(**resumed)
     else:
         impl = args.impl or "numpy"
         config = TrainConfig(impl=impl, epochs=args.epochs or args.default_epochs,
@@ -276,8 +280,15 @@ def _cmd_convert(args) -> int:
     return 0
 
 
+def _cmd_exercise(args) -> int:
+    from .exercise.commands import run
+
+    return run(args, UsageError)
+
+
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "compare": _cmd_compare,
-            "gradcheck": _cmd_gradcheck, "convert": _cmd_convert}
+            "gradcheck": _cmd_gradcheck, "exercise": _cmd_exercise,
+            "convert": _cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,9 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     from scratch.train import NonFiniteLossError
 
     from .checkpoint import CheckpointError
-    from .run import Interrupted
-
     from .outputs import OutputError
+    from .run import Interrupted
 
     argv = sys.argv[1:] if argv is None else list(argv)
     try:

@@ -23,8 +23,7 @@ from scratch.data import epoch_batches, load_mnist, split_mnist
 from scratch.train import NonFiniteLossError
 
 from .backends import make_backend
-from .checkpoint import (MODEL_NAME, load_training_checkpoint, save_model, save_training_checkpoint,
-                         write_atomically)
+from .checkpoint import MODEL_NAME, load_training_checkpoint, save_model, save_training_checkpoint, write_atomically
 
 
 @dataclass
@@ -181,7 +180,7 @@ def train(config: TrainConfig, resume: str | None = None, log=print, changes: di
             start = time.perf_counter() - progress.seconds
             bar = _progress_bar(len(batches), progress.step, f"epoch {epoch}/{config.epochs}")
 
-            def after_step(step: int, loss: float) -> None:
+            def after_step(step: int, loss: float, progress: Progress = progress, bar=bar) -> None:
                 progress.step += 1
                 progress.loss_sum += loss
                 bar.update(1)
@@ -226,9 +225,9 @@ def train(config: TrainConfig, resume: str | None = None, log=print, changes: di
         _write_outputs(out, config, history, backend.model_state(), None)
         test_loss, test_acc, _ = backend.evaluate(data.test_x, data.test_y)
     except KeyboardInterrupt:
-        log(f"Interrupted during the test evaluation. The {config.epochs} epochs are saved in {out} (checkpoint.npz, "
-            f"model.npz, metrics.json without test results, losses.png).\n{_resume_hint(out)} (only the test evaluation "
-            "is left)")
+        log(f"Interrupted during the test evaluation. The {config.epochs} epochs are saved in {out} "
+            f"(checkpoint.npz, model.npz, metrics.json without test results, losses.png).\n{_resume_hint(out)} "
+            "(only the test evaluation is left)")
         raise Interrupted from None
     log(f"Test Loss: {test_loss:.4f}, Test Accuracy: {test_acc:.2f}%")
     metrics = _write_outputs(out, config, history, backend.model_state(), (test_loss, test_acc))
