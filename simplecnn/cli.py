@@ -100,10 +100,17 @@ def _add_training_options(p: argparse.ArgumentParser, default_out: str, default_
     p.add_argument("--no-download", action="store_true", help=NO_DOWNLOAD_HELP)
 
 
-RESUME_HELP = ("continue the run saved in DIR. Options given again: --epochs, --lr, --data-dir, --out, "
-               "--device may change (the change is printed and recorded in metrics.json); --impl, "
-               "--batch-size, --val-split, --train-limit, --seed, --dtype must keep the recorded value "
-               "(they define the run). (default: start a new run)")
+def _resume_help() -> str:
+    """The --resume help, made from the policy table so that a new option's line shows up here too."""
+    from .resume_policy import ACCEPT, RESUME_POLICY
+
+    def flags(accepted: bool) -> str:
+        return ", ".join("--" + dest.replace("_", "-") for dest, (policy, _) in RESUME_POLICY.items()
+                         if (policy == ACCEPT) == accepted)
+
+    return (f"continue the run saved in DIR; options left out keep their recorded values. Given again, "
+            f"{flags(True)} may change (printed and recorded in metrics.json); {flags(False)} must keep "
+            "the recorded value, as they define the run (default: start a new run)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one implementation on MNIST")
     p.add_argument("--impl", choices=IMPLEMENTATIONS, default=None, help="implementation (default: numpy)")
     _add_training_options(p, "runs/<impl>", 10)
-    p.add_argument("--resume", default=None, metavar="DIR", help=RESUME_HELP)
+    p.add_argument("--resume", default=None, metavar="DIR", help=_resume_help())
     p.add_argument("--force", action="store_true",
                    help="replace a run already in --out (default: refuse, naming --resume)")
     p.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
