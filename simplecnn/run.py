@@ -117,8 +117,9 @@ def _divergence_warning(losses: list[float], lr: float) -> str | None:
     if not losses:
         return None
     if losses[-1] > DIVERGENCE_FACTOR * np.log(10) or losses[-1] > DIVERGENCE_FACTOR * losses[0]:
-        return (f"warning: the training loss is diverging ({losses[0]:.4g} in epoch 1, {losses[-1]:.4g} now); "
-                f"--lr {lr:g} is probably too large (default 1e-3)")
+        first = f", epoch 1: {losses[0]:.4g}" if len(losses) > 1 else ""
+        return (f"warning: the training loss is diverging (epoch {len(losses)}: {losses[-1]:.4g}; an untrained "
+                f"network starts near ln 10 = 2.303{first}); --lr {lr:g} is probably too large (default 1e-3)")
     return None
 
 
