@@ -343,3 +343,25 @@ def test_checkpoints_respect_the_umask(tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "m.npz").stat().st_mode) == 0o640
+
+
+def test_compare_shows_progress_and_where_it_wrote(mnist_dir, tmp_path, capsys, monkeypatch):
+    from simplecnn import run
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total, initial, desc):
+            self.total, self.desc, self.updates = total, desc, 0
+            bars.append(self)
+
+        def update(self, n):
+            self.updates += n
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(run, "_progress_bar", Bar)
+    assert main(["compare", *QUICK, "--data-dir", str(mnist_dir), "--out", str(tmp_path / "c")]) == 0
+    assert [(b.desc, b.total, b.updates) for b in bars] == [("compare epoch 1/1", 3, 3)]  # 90 images, batch 32
+    assert f"to {tmp_path / 'c'}" in capsys.readouterr().out
