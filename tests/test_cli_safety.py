@@ -365,3 +365,18 @@ def test_compare_shows_progress_and_where_it_wrote(mnist_dir, tmp_path, capsys, 
     assert main(["compare", *QUICK, "--data-dir", str(mnist_dir), "--out", str(tmp_path / "c")]) == 0
     assert [(b.desc, b.total, b.updates) for b in bars] == [("compare epoch 1/1", 3, 3)]  # 90 images, batch 32
     assert f"to {tmp_path / 'c'}" in capsys.readouterr().out
+
+
+def test_resume_policy_table_decides_each_kind(monkeypatch):
+    from simplecnn import resume_policy as rp
+
+    monkeypatch.setitem(rp.RESUME_POLICY, "colour", (rp.KEEP, "the run is painted"))
+    recorded = {"lr": 0.001, "seed": 0, "colour": "red", "new_option": 1}
+    config, messages, changes = rp.apply_resume_policy(recorded, {"lr": 0.01, "colour": "blue", "seed": 0}, "D")
+    assert config == {"lr": 0.01, "seed": 0, "colour": "red", "new_option": 1} and changes == {"lr": [0.001, 0.01]}
+    assert messages == ["--lr changed from 0.001 to 0.01 (Adam continues from its saved moments with the new "
+                        "learning rate)", "--colour blue ignored: the run continues with red (the run is painted)"]
+    with pytest.raises(rp.ResumeConflict, match="--seed 0, not 5"):
+        rp.apply_resume_policy(recorded, {"seed": 5}, "D")
+    with pytest.raises(rp.ResumeConflict, match="--new-option.*no resume policy"):
+        rp.apply_resume_policy(recorded, {"new_option": 2}, "D")
