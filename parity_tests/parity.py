@@ -74,13 +74,15 @@ def assert_matches_numerical(layer: Layer, x: np.ndarray, upstream: np.ndarray, 
     """The layer's analytic input and parameter gradients equal central differences of ``sum(y * G)``.
 
     ``G = upstream`` is random, so every output element is weighted differently (with ``G = 1``
-    batch-norm's input gradient would be zero and prove nothing). float64 only.
+    batch-norm's input gradient would be zero and prove nothing). float64 only. A layer returning
+    ``(output, indices)`` is differentiated through its output.
     """
     assert x.dtype == np.float64 and upstream.dtype == np.float64
     x = x.copy()  # perturbed in place by numerical_gradient
 
     def scalarized() -> float:
-        return float(np.sum(layer.forward(x, **forward_kwargs) * upstream))
+        y = layer.forward(x, **forward_kwargs)
+        return float(np.sum((y[0] if isinstance(y, tuple) else y) * upstream))
 
     layer.forward(x, **forward_kwargs)
     analytic_dx = layer.backward(upstream)
