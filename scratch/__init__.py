@@ -16,12 +16,12 @@ from .loss import cross_entropy, log_softmax
 from .model import Sequential, SimpleCNN
 from .module import Layer, Parameter, StateDictError, grad_enabled, no_grad
 from .optim import Adam, AdamW
-from .pool import MaxPool2d, maxpool2d_backward, maxpool2d_forward
+from .pool import MaxPool2d, maxpool2d_backward, maxpool2d_forward, maxpool2d_indices
 
 __all__ = [
     "Adam", "AdamW", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "Layer", "Linear", "MaxPool2d",
     "Parameter", "ReLU", "Sequential", "SimpleCNN", "StateDictError", "batchnorm2d_backward",
     "batchnorm2d_forward", "conv2d_backward", "conv2d_forward", "cross_entropy", "dropout_backward",
     "dropout_forward", "grad_enabled", "linear_backward", "linear_forward", "log_softmax",
-    "maxpool2d_backward", "maxpool2d_forward", "no_grad", "relu_backward", "relu_forward",
+    "maxpool2d_backward", "maxpool2d_forward", "maxpool2d_indices", "no_grad", "relu_backward", "relu_forward",
 ]

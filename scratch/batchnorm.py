@@ -129,6 +129,8 @@ class BatchNorm2d(Layer):
     Inputs must be 4-D (N, C, H, W), as for torch's BatchNorm2d.
     """
 
+    buffer_names: tuple[str, ...] = ("running_mean", "running_var", "num_batches_tracked")
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, *, bias: bool = True, dtype=np.float32):
         super().__init__()
