@@ -19,7 +19,7 @@ seeds = st.integers(0, 2**32 - 1)
 def linear_configs(draw):
     """in/out features, with or without bias, and inputs (N, in) or with extra leading axes (N, ..., in)."""
     in_features, out_features = draw(st.integers(1, 8)), draw(st.integers(1, 8))
-    leading = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    leading = tuple(draw(st.lists(st.integers(1, 4), min_size=0, max_size=3)))   # () : one unbatched (in,)
     return in_features, out_features, draw(st.booleans()), leading, draw(seeds)
 
 

@@ -7,7 +7,10 @@ from simplecnn import gradcheck
 from torch_impl import mirror
 
 EXPECTED_COMPONENTS = ["conv2d", "maxpool2d", "batchnorm2d (train)", "batchnorm2d (eval)", "dropout", "linear",
-                       "relu", "flatten", "cross_entropy", "adam", "adamw", "simplecnn"]
+                       "relu", "flatten", "cross_entropy", "adam", "adamw", "simplecnn",
+                       "conv2d (padding same", "conv2d (groups", "conv2d (depthwise", "conv2d (circular, unbatched)",
+                       "maxpool2d (return_indices, unbatched)", "batchnorm2d (affine=False", "batchnorm2d (bias=False",
+                       "batchnorm2d (track_running_stats=False", "linear (unbatched", "relu (unbatched)"]
 
 
 def table_rows(output: str) -> dict[str, list[str]]:
