@@ -1,5 +1,6 @@
 """MaxPool2d: scratch vs ``nn.MaxPool2d`` (distinct values, then deliberate ties), finite differences,
-and the fast (strided slices) vs the loop version."""
+and the fast (strided slices) vs the loop version. AvgPool2d: scratch vs ``nn.AvgPool2d`` with padding
+counted and not, ceil mode and divisor_override, finite differences, and the loop version."""
 
 import numpy as np
 import pytest
@@ -7,31 +8,37 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import scratch
-from scratch.naive import maxpool2d_backward_naive, maxpool2d_forward_naive
+from scratch.naive import (
+    avgpool2d_backward_naive,
+    avgpool2d_forward_naive,
+    maxpool2d_backward_naive,
+    maxpool2d_forward_naive,
+)
 from scratch.pool import pool_output_size
 from torch_impl.mirror import TOLERANCES, to_numpy, to_torch, torch_twin
 
-from .parity import assert_close, assert_matches_numerical, assert_parity, random_upstream
+from .parity import DTYPES, assert_close, assert_matches_numerical, assert_parity, random_upstream
 
-DTYPES = [np.float64, np.float32]
 pairs = st.tuples
 
 
 @st.composite
-def pool_configs(draw):
-    """A MaxPool2d PyTorch accepts, including stride < kernel (overlapping windows), padding, dilation,
+def pool_configs(draw, max_dilation=2):
+    """A MaxPool2d PyTorch accepts, including stride < kernel (overlapping windows), padding, dilation
     ceil mode and return_indices, and an input shape it fits, batched or unbatched."""
     kernel = draw(pairs(st.integers(1, 4), st.integers(1, 4)))
     stride = draw(pairs(st.integers(1, 4), st.integers(1, 4)))
-    dilation = draw(pairs(st.integers(1, 2), st.integers(1, 2)))
+    dilation = draw(pairs(st.integers(1, max_dilation), st.integers(1, max_dilation)))
     # PyTorch: padding <= kernel // 2 and <= half the effective (dilated) kernel.
-    padding = tuple(draw(st.integers(0, min(k // 2, (d * (k - 1) + 1) // 2))) for k, d in zip(kernel, dilation))
+    padding = tuple(draw(st.integers(0, min(k // 2, (d * (k - 1) + 1) // 2)))
+                    for k, d in zip(kernel, dilation, strict=True))
     hw = tuple(max(1, d * (k - 1) + 1 - 2 * p) + draw(st.integers(0, 5))
-               for k, p, d in zip(kernel, padding, dilation))
+               for k, p, d in zip(kernel, padding, dilation, strict=True))
     ceil_mode = draw(st.booleans())
     # Leave out windows made only of padding (possible with dilation or ceil mode): PyTorch 2.13 returns
     # -inf there with an index outside the input, and its backward then writes out of bounds (a crash).
-    assume(all(every_window_sees_input(*axis, ceil_mode) for axis in zip(hw, kernel, stride, padding, dilation)))
+    assume(all(every_window_sees_input(*axis, ceil_mode)
+               for axis in zip(hw, kernel, stride, padding, dilation, strict=True)))
     config = dict(batch=draw(st.one_of(st.none(), st.integers(1, 2))),   # None: one unbatched image
                   channels=draw(st.integers(1, 3)), hw=hw, kernel_size=kernel, stride=stride, padding=padding,
                   dilation=dilation, return_indices=draw(st.booleans()), ceil_mode=ceil_mode)
@@ -51,11 +58,13 @@ def make_pool(config):
 
 def output_shape(config):
     sizes = [pool_output_size(s, k, st_, p, d, config["ceil_mode"]) for s, k, st_, p, d in
-             zip(config["hw"], config["kernel_size"], config["stride"], config["padding"], config["dilation"])]
+             zip(config["hw"], config["kernel_size"], config["stride"], config["padding"], config["dilation"],
+                 strict=True)]
     return (*input_shape(config)[:-2], *sizes)
 
 
 def input_shape(config):
+    """(N, C, H, W), or (C, H, W) for an unbatched config."""
     return (*(() if config["batch"] is None else (config["batch"],)), config["channels"], *config["hw"])
 
 
@@ -133,7 +142,7 @@ def test_maxpool2d_fast_matches_naive_loops(config_and_seed, values):
 def test_maxpool2d_never_picks_padding(very_negative, dtype):
     """Padding is -inf and never wins, even where every real value of a window is -1e30 or -inf: the
     output is the real value, the index a real cell, and the gradient lands there, as in torch. (Compared
-    exactly rather than through assert_parity, whose relative errors need finite outputs.)"""
+    directly rather than through assert_parity, whose relative errors need finite outputs.)"""
     rng = np.random.default_rng(7)
     layer = scratch.MaxPool2d(3, 2, 1, return_indices=True)
     x = np.full((2, 3, 5, 4), very_negative, dtype=dtype)
@@ -148,3 +157,73 @@ def test_maxpool2d_never_picks_padding(very_negative, dtype):
     np.testing.assert_array_equal(y, to_numpy(y_t))
     np.testing.assert_array_equal(indices, to_numpy(indices_t))
     assert_close(dx, to_numpy(x_t.grad), TOLERANCES[np.dtype(dtype)].backward, what="grad input")
+
+
+@st.composite
+def avg_pool_configs(draw):
+    """An AvgPool2d PyTorch accepts (no dilation): padding counted in the divisor or not, a divisor_override
+    (None most of the time), with the geometry of :func:`pool_configs`."""
+    config, seed = draw(pool_configs(max_dilation=1))
+    config = dict(config, count_include_pad=draw(st.booleans()),
+                  divisor_override=draw(st.one_of(st.none(), st.none(), st.integers(1, 7))))
+    return config, seed
+
+
+def make_avg_pool(config):
+    return scratch.AvgPool2d(config["kernel_size"], config["stride"], config["padding"], config["ceil_mode"],
+                             config["count_include_pad"], config["divisor_override"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(avg_pool_configs())
+def test_avgpool2d_matches_torch(dtype, config_and_seed):
+    """Output and dL/dx equal nn.AvgPool2d's: the divisor counts padding or not (count_include_pad), a
+    ceil-mode window past the padding divides by what it covers up to the padding's end, divisor_override
+    replaces the divisor, overlapping windows add their shares."""
+    config, seed = config_and_seed
+    rng = np.random.default_rng(seed)
+    layer = make_avg_pool(config)
+    x = rng.standard_normal(input_shape(config)).astype(dtype)   # batched or unbatched
+    assert_parity(layer, torch_twin(layer), x, random_upstream(rng, output_shape(config), dtype))
+
+
+@given(avg_pool_configs())
+def test_avgpool2d_matches_finite_differences(config_and_seed):
+    """Average pooling is linear: its gradient is exact, and central differences agree."""
+    config, seed = config_and_seed
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(input_shape(config))
+    assert_matches_numerical(make_avg_pool(config), x, random_upstream(rng, output_shape(config), np.float64))
+
+
+@given(avg_pool_configs())
+def test_avgpool2d_fast_matches_naive_loops(config_and_seed):
+    """The strided-slice version equals a plain loop over every window that counts its own divisor."""
+    config, seed = config_and_seed
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((config["batch"] or 1, config["channels"], *config["hw"]))   # the 4-D functions
+    upstream = random_upstream(rng, x.shape[:2] + output_shape(config)[-2:], np.float64)
+    options = (config["kernel_size"], config["stride"], config["padding"], config["ceil_mode"],
+               config["count_include_pad"], config["divisor_override"])
+    y, cache = scratch.avgpool2d_forward(x, *options)
+    assert_close(y, avgpool2d_forward_naive(x, *options), 1e-14, what="output")
+    assert_close(scratch.avgpool2d_backward(upstream, cache), avgpool2d_backward_naive(upstream, x, *options),
+                 1e-14, what="grad input")
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(kernel_size=2, padding=2), "padding"),
+    (dict(kernel_size=0), "kernel_size"),
+    (dict(kernel_size=2, stride=0), "stride"),
+    (dict(kernel_size=2, divisor_override=0), "divisor_override"),
+    (dict(kernel_size=2, divisor_override=1.5), "divisor_override"),
+    (dict(kernel_size=(2, 2, 2)), "kernel_size"),
+])
+def test_avgpool2d_rejects_bad_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        scratch.AvgPool2d(**options)
+
+
+def test_avgpool2d_rejects_an_input_smaller_than_the_kernel():
+    with pytest.raises(ValueError, match="smaller than the kernel_size"):
+        scratch.AvgPool2d(3)(np.zeros((1, 1, 2, 5)))

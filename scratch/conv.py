@@ -44,8 +44,8 @@ Memory: the patch matrix is the largest array of a training step (13 MB for the 
 batch 64). Memory that is new to the process costs a page fault per 4 KB page on first touch, and the
 C allocator hands freed blocks this large back to the operating system: with a fresh patch matrix
 (and ``dL/dcols``) each step, a training step took 1300-2000 page faults, several milliseconds.
-Instead, :class:`Conv2d` passes its previous patch matrix back in as ``cols_out``, and the backward pass writes ``dL/dcols`` (same shape) over ``cols`` once
-``dL/dw`` no longer needs it.
+Instead, :class:`Conv2d` passes its previous patch matrix back in as ``cols_out``, and the backward
+pass writes ``dL/dcols`` (same shape) over ``cols`` once ``dL/dw`` no longer needs it.
 """
 
 from __future__ import annotations
@@ -106,8 +106,10 @@ def im2col(x_pad: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out_hw
     else:
         n, c = x_pad.shape[:2]
         shape = (n, c, kh, kw, ho, wo)
-    reusable = out is not None and out.shape == shape and out.dtype == x_pad.dtype
-    cols = out if reusable else np.empty(shape, dtype=x_pad.dtype)
+    if out is not None and out.shape == shape and out.dtype == x_pad.dtype:
+        cols = out
+    else:
+        cols = np.empty(shape, dtype=x_pad.dtype)
     for u in range(kh):
         for v in range(kw):
             rows, columns = _offset_slice(u * dh, ho, sh), _offset_slice(v * dw, wo, sw)
@@ -196,6 +198,8 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
     o, n = weight.shape[0], input_shape[0]
     if groups > 1:
         return _grouped_conv2d_backward(grad_out, cache, need_input_grad)
+    g: np.ndarray
+    cols_m: np.ndarray
     if batch_last:   # g and cols as matrices (O, Ho*Wo*N) and (C*kh*kw, Ho*Wo*N)
         g = to_batch_last(grad_out).reshape(o, -1)
         cols_m = cols.reshape(-1, g.shape[1])

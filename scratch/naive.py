@@ -164,3 +164,40 @@ def maxpool2d_backward_naive(grad_out, x, winners):
     for (a, b, i, j), (r, s) in winners.items():
         dx[a, b, r, s] += grad_out[a, b, i, j]
     return dx
+
+
+def _avgpool_windows(input_hw, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    """Each window, straight from PyTorch's definition: ``((i, j), rows, cols, divisor)`` with the input
+    rows/cols it covers (padding clipped away) and the number it divides by."""
+    (h, w), (kh, kw), (sh, sw), (ph, pw) = input_hw, kernel, stride, padding
+    ho, wo = pool_output_size(h, kh, sh, ph, 1, ceil_mode), pool_output_size(w, kw, sw, pw, 1, ceil_mode)
+    for i in range(ho):
+        for j in range(wo):
+            h0, w0 = i * sh - ph, j * sw - pw
+            h1, w1 = min(h0 + kh, h + ph), min(w0 + kw, w + pw)      # padding counts, the rest does not
+            with_padding = (h1 - h0) * (w1 - w0)
+            h0, w0, h1, w1 = max(h0, 0), max(w0, 0), min(h1, h), min(w1, w)
+            divisor = divisor_override or (with_padding if count_include_pad else (h1 - h0) * (w1 - w0))
+            yield (i, j), slice(h0, h1), slice(w0, w1), divisor
+
+
+def avgpool2d_forward_naive(x, kernel, stride, padding=(0, 0), ceil_mode=False, count_include_pad=True,
+                            divisor_override=None):
+    """``y[n, c, i, j] = sum of the window's input pixels / divisor``, one window at a time."""
+    windows = list(_avgpool_windows(x.shape[2:], kernel, stride, padding, ceil_mode, count_include_pad,
+                                    divisor_override))
+    ho, wo = windows[-1][0][0] + 1, windows[-1][0][1] + 1
+    y = np.zeros((*x.shape[:2], ho, wo), dtype=x.dtype)
+    for (i, j), rows, cols, divisor in windows:
+        y[:, :, i, j] = x[:, :, rows, cols].sum(axis=(2, 3)) / divisor
+    return y
+
+
+def avgpool2d_backward_naive(grad_out, x, kernel, stride, padding=(0, 0), ceil_mode=False, count_include_pad=True,
+                             divisor_override=None):
+    """Each window adds ``g / divisor`` to every input pixel it covers."""
+    dx = np.zeros_like(x, dtype=grad_out.dtype)
+    for (i, j), rows, cols, divisor in _avgpool_windows(x.shape[2:], kernel, stride, padding, ceil_mode,
+                                                        count_include_pad, divisor_override):
+        dx[:, :, rows, cols] += (grad_out[:, :, i, j] / divisor)[:, :, None, None]
+    return dx

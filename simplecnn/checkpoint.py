@@ -14,6 +14,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,8 @@ def write_atomically(path: str | os.PathLike, write) -> None:
 
 
 def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    write_atomically(path, lambda f: np.savez(f, **arrays))
+    named: dict[str, Any] = dict(arrays)  # np.savez's stubs type its keyword arrays loosely
+    write_atomically(path, lambda f: np.savez(f, **named))
 
 
 def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gradcheck", help="every scratch component against torch autograd")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     p.add_argument("--seed", type=_non_negative_int, default=0)
+
+    from .exercise.commands import add_parser as add_exercise_parser  # list | start | check | solution
+
+    add_exercise_parser(sub)
     return parser
 
 
@@ -174,8 +178,14 @@ def _cmd_gradcheck(args) -> int:
     return run(args.dtype, seed=args.seed)
 
 
+def _cmd_exercise(args) -> int:
+    from .exercise.commands import run
+
+    return run(args, UsageError)
+
+
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "compare": _cmd_compare,
-            "gradcheck": _cmd_gradcheck}
+            "gradcheck": _cmd_gradcheck, "exercise": _cmd_exercise}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,7 +86,7 @@ def plot_misclassified(images: np.ndarray, labels: np.ndarray, predicted: np.nda
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.5))
     for ax in np.ravel(axes):
         ax.axis("off")
-    for ax, i in zip(np.ravel(axes), shown):
+    for ax, i in zip(np.ravel(axes), shown, strict=False):
         ax.imshow(images[i], cmap="gray_r")
         ax.set_title(f"{predicted[i]} ({labels[i]})", fontsize=9, color="crimson")
     fig.suptitle(f"Misclassified: {len(wrong)} of {len(labels)}  —  predicted (true)")

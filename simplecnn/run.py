@@ -126,7 +126,7 @@ def train(config: TrainConfig, resume: str | None = None, log=print) -> dict:
             start = time.perf_counter() - progress.seconds
             bar = _progress_bar(len(batches), progress.step, f"epoch {epoch}/{config.epochs}")
 
-            def after_step(step: int, loss: float) -> None:
+            def after_step(step: int, loss: float, progress: Progress = progress, bar=bar) -> None:
                 progress.step += 1
                 progress.loss_sum += loss
                 bar.update(1)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from scratch import data
-from scratch.data import DataError, MNIST_FILES, epoch_batches, load_mnist, parse_idx, raw_dir, split_mnist
+from scratch.data import MNIST_FILES, DataError, epoch_batches, load_mnist, parse_idx, raw_dir, split_mnist
 
 
 def gzip_copy(source, target) -> None:
