@@ -79,6 +79,7 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarra
             running_mean[...] = (1 - momentum) * running_mean + momentum * mu
             running_var[...] = (1 - momentum) * running_var + momentum * var * (m / (m - 1))
     else:
+        assert running_mean is not None and running_var is not None   # (training is set when either is None)
         mu, var = running_mean, running_var
         np.subtract(x, _channel(mu), out=x_hat)
     inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)

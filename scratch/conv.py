@@ -50,6 +50,8 @@ pass writes ``dL/dcols`` (same shape) over ``cols`` once ``dL/dw`` no longer nee
 
 from __future__ import annotations
 
+from typing import Literal, cast
+
 import numpy as np
 
 from .init import default_weight_and_bias
@@ -233,14 +235,16 @@ def _grouped_conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool)
     cols, weight, padded_shape, input_shape, stride, padding, dilation, has_bias, batch_last, groups = cache
     o, n = weight.shape[0], input_shape[0]
     w_g = weight.reshape(groups, o // groups, -1)                      # (G, O/G, K), K = C/G*kh*kw
+    g: np.ndarray
+    cols_m: np.ndarray
     if batch_last:   # g as (G, O/G, Ho*Wo*N), cols as (G, K, Ho*Wo*N)
         g = to_batch_last(grad_out).reshape(groups, o // groups, -1)
-        cols_m = cols.reshape(groups, -1, g.shape[2])
+        cols_m = cols.reshape(groups, -1, g.shape[-1])
         dweight = g @ cols_m.transpose(0, 2, 1)
         dbias = g.sum(axis=2).reshape(o) if has_bias else None
     else:            # per image: g as (N, G, O/G, Ho*Wo), cols as (N, G, K, Ho*Wo)
         g = grad_out.reshape(n, groups, o // groups, -1)
-        cols_m = cols.reshape(n, groups, -1, g.shape[3])
+        cols_m = cols.reshape(n, groups, -1, g.shape[-1])
         dweight = (g @ cols_m.transpose(0, 1, 3, 2)).sum(axis=0)
         dbias = g.sum(axis=(0, 3)).reshape(o) if has_bias else None
     dweight = np.ascontiguousarray(dweight).reshape(weight.shape)
@@ -265,6 +269,7 @@ def _grouped_conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool)
 #: scratch's ``padding_mode`` -> ``np.pad``'s mode (the same copies; torch's "circular" is NumPy's "wrap").
 NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 PADDING_MODES = tuple(NUMPY_PAD_MODES)
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 
 Pads = tuple[int, int, int, int]   # (top, bottom, left, right)
 
@@ -402,7 +407,7 @@ class Conv2d(Layer):
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"Conv2d: padding_mode must be one of {', '.join(PADDING_MODES)}, "
                              f"got {padding_mode!r}")
-        self.padding_mode = padding_mode
+        self.padding_mode = cast(PaddingMode, padding_mode)   # checked just above
         self.need_input_grad = need_input_grad
         rng = rng if rng is not None else np.random.default_rng()
         weight, bias_data = default_weight_and_bias(
@@ -443,7 +448,7 @@ class Conv2d(Layer):
     def _check_padding_fits(self, hw: tuple[int, ...]) -> None:
         """torch's limits: reflect needs each pad < the input size, circular each pad <= it."""
         top, bottom, left, right = self._pads
-        for size, pads in zip(hw, ((top, bottom), (left, right))):
+        for size, pads in zip(hw, ((top, bottom), (left, right)), strict=True):
             if self.padding_mode == "reflect" and max(pads) >= size:
                 raise ValueError(f"{self.name}: padding_mode='reflect' needs padding < input size, got padding "
                                  f"{self.padding} for input {hw[0]}x{hw[1]}")

@@ -377,9 +377,9 @@ def every_window_sees_input(size, kernel, stride, padding, dilation, ceil_mode) 
 
 @st.composite
 def pool_configs(draw, overlapping: bool = False):
-    """A MaxPool2d PyTorch accepts, including stride < kernel (overlapping windows), padding, dilation
-    ceil mode and return_indices, and an input shape it fits, batched or unbatched. ``overlapping``: only configurations whose windows
-    overlap along at least one axis."""
+    """A MaxPool2d PyTorch accepts, including stride < kernel (overlapping windows), padding, dilation,
+    ceil mode and return_indices, and an input shape it fits, batched or unbatched. ``overlapping``: only
+    configurations whose windows overlap along at least one axis."""
     kernel = draw(pairs(st.integers(1, 4), st.integers(1, 4)))
     stride = draw(pairs(st.integers(1, 4), st.integers(1, 4)))
     dilation = draw(pairs(st.integers(1, 2), st.integers(1, 2)))

@@ -311,7 +311,7 @@ def run_layer_pair(layer: Layer, module: Callable[[torch.Tensor], torch.Tensor],
         module.zero_grad()  # torch adds into .grad; scratch overwrites it (one step, one gradient)
     x_t = to_torch(x, requires_grad=True)
     y_t = module(x_t)
-    extras = []
+    extras: list[Comparison] = []
     if isinstance(y, tuple):
         (y, indices), (y_t, indices_t) = y, y_t
         extras.append(Comparison("indices", indices, indices_t, "forward"))
