@@ -6,63 +6,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scratch
-from scratch.conv import PADDING_MODES, conv_output_size, pad_input, same_padding, unpad_gradient
+from scratch.conv import PADDING_MODES, pad_input, unpad_gradient
 from scratch.naive import conv2d_backward_naive, conv2d_forward_naive, pad_naive, unpad_gradient_naive
+from simplecnn.properties import conv_configs, conv_layer_pads, make_conv
 from torch_impl.mirror import torch_twin
 
 from .parity import assert_close, assert_matches_numerical, assert_parity, random_upstream
 
 DTYPES = [np.float64, np.float32]
 pairs = st.tuples
-
-
-@st.composite
-def conv_configs(draw, max_channels=4, max_extra_size=6):
-    """A Conv2d torch accepts and an input shape that fits it: non-square kernels, strides, padding
-    (pairs, "same", "valid"), dilation, groups (depthwise and one channel per group included), every
-    padding_mode, batched or unbatched inputs."""
-    kernel = draw(pairs(st.integers(1, 4), st.integers(1, 4)))
-    dilation = draw(pairs(st.integers(1, 2), st.integers(1, 2)))
-    padding = draw(st.one_of(pairs(st.integers(0, 2), st.integers(0, 2)), st.sampled_from(["same", "valid"])))
-    stride = (1, 1) if padding == "same" else draw(pairs(st.integers(1, 3), st.integers(1, 3)))
-    pads = layer_pads(padding, kernel, dilation)
-    # The smallest input the (dilated) kernel fits in, given the padding, and larger than every pad (so
-    # that reflect and circular padding are defined), plus something; sometimes wide, so that scratch's
-    # two im2col layouts (batch-last for short output rows, per-image for rows of 16 or more, see
-    # scratch/conv.py) are both exercised.
-    extra_h = draw(st.integers(0, max_extra_size))
-    extra_w = draw(st.one_of(st.integers(0, max_extra_size), st.integers(16, 20)))
-    hw = [max(1, d * (k - 1) + 1 - before - after, before + 1, after + 1) + extra
-          for k, d, before, after, extra in zip(kernel, dilation, pads[::2], pads[1::2], (extra_h, extra_w))]
-    groups = draw(st.integers(1, 3))
-    config = dict(batch=draw(st.one_of(st.none(), st.integers(1, 3))),   # None: one unbatched image
-                  in_channels=groups * draw(st.integers(1, max(1, max_channels // groups))),
-                  out_channels=groups * draw(st.integers(1, max(1, max_channels // groups))),
-                  hw=tuple(hw), kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
-                  groups=groups, bias=draw(st.booleans()), padding_mode=draw(st.sampled_from(PADDING_MODES)))
-    return config, draw(st.integers(0, 2**32 - 1))
-
-
-def layer_pads(padding, kernel, dilation):
-    """(top, bottom, left, right) for a Conv2d ``padding`` argument (torch's "same" rule included)."""
-    if padding == "same":
-        return same_padding(kernel, dilation)
-    if padding == "valid":
-        return (0, 0, 0, 0)
-    return (padding[0], padding[0], padding[1], padding[1])
-
-
-def make_conv(config, dtype, rng):
-    layer = scratch.Conv2d(config["in_channels"], config["out_channels"], config["kernel_size"],
-                           config["stride"], config["padding"], config["dilation"], config["groups"],
-                           config["bias"], config["padding_mode"], rng=rng, dtype=dtype)
-    batch = () if config["batch"] is None else (config["batch"],)
-    x = rng.standard_normal((*batch, config["in_channels"], *config["hw"])).astype(dtype)
-    pads = layer_pads(config["padding"], config["kernel_size"], config["dilation"])
-    out_hw = [conv_output_size(s + before + after, k, st_, 0, d) for s, k, st_, d, before, after in
-              zip(config["hw"], config["kernel_size"], config["stride"], config["dilation"], pads[::2], pads[1::2])]
-    upstream = random_upstream(rng, (*batch, config["out_channels"], *out_hw), dtype)
-    return layer, x, upstream
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -92,7 +44,7 @@ def test_conv2d_fast_matches_naive_loops(batch_last, config_and_seed):
     layer, x, upstream = make_conv(config, np.float64, np.random.default_rng(seed))
     if config["batch"] is None:
         x, upstream = x[None], upstream[None]
-    pads = layer_pads(config["padding"], config["kernel_size"], config["dilation"])
+    pads = conv_layer_pads(config["padding"], config["kernel_size"], config["dilation"])
     mode = config["padding_mode"]
     bias = layer.bias.data if layer.bias is not None else None
     if layer.explicit_padding:     # padded before im2col, the gradient folded back after col2im
