@@ -11,7 +11,7 @@ from scratch.naive import conv2d_backward_naive, conv2d_forward_naive, pad_naive
 from simplecnn.properties import conv_configs, conv_layer_pads, make_conv
 from torch_impl.mirror import torch_twin
 
-from .parity import assert_close, assert_matches_numerical, assert_parity, random_upstream
+from .parity import assert_close, assert_matches_numerical, assert_parity
 
 DTYPES = [np.float64, np.float32]
 pairs = st.tuples
