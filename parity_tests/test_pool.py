@@ -15,7 +15,7 @@ from scratch.naive import (
     maxpool2d_forward_naive,
 )
 from scratch.pool import pool_output_size
-from torch_impl.mirror import torch_twin
+from torch_impl.mirror import TOLERANCES, to_numpy, to_torch, torch_twin
 
 from .parity import DTYPES, assert_close, assert_matches_numerical, assert_parity, random_upstream
 
@@ -25,7 +25,7 @@ pairs = st.tuples
 @st.composite
 def pool_configs(draw, max_dilation=2):
     """A MaxPool2d PyTorch accepts, including stride < kernel (overlapping windows), padding, dilation
-    and ceil mode, and an input shape it fits."""
+    ceil mode and return_indices, and an input shape it fits, batched or unbatched."""
     kernel = draw(pairs(st.integers(1, 4), st.integers(1, 4)))
     stride = draw(pairs(st.integers(1, 4), st.integers(1, 4)))
     dilation = draw(pairs(st.integers(1, max_dilation), st.integers(1, max_dilation)))
@@ -39,8 +39,9 @@ def pool_configs(draw, max_dilation=2):
     # -inf there with an index outside the input, and its backward then writes out of bounds (a crash).
     assume(all(every_window_sees_input(*axis, ceil_mode)
                for axis in zip(hw, kernel, stride, padding, dilation, strict=True)))
-    config = dict(batch=draw(st.integers(1, 2)), channels=draw(st.integers(1, 3)), hw=hw,
-                  kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+    config = dict(batch=draw(st.one_of(st.none(), st.integers(1, 2))),   # None: one unbatched image
+                  channels=draw(st.integers(1, 3)), hw=hw, kernel_size=kernel, stride=stride, padding=padding,
+                  dilation=dilation, return_indices=draw(st.booleans()), ceil_mode=ceil_mode)
     return config, draw(st.integers(0, 2**32 - 1))
 
 
@@ -52,34 +53,40 @@ def every_window_sees_input(size, kernel, stride, padding, dilation, ceil_mode) 
 
 def make_pool(config):
     return scratch.MaxPool2d(config["kernel_size"], config["stride"], config["padding"], config["dilation"],
-                             config["ceil_mode"])
+                             config["return_indices"], config["ceil_mode"])
 
 
 def output_shape(config):
     sizes = [pool_output_size(s, k, st_, p, d, config["ceil_mode"]) for s, k, st_, p, d in
              zip(config["hw"], config["kernel_size"], config["stride"], config["padding"], config["dilation"],
                  strict=True)]
-    return (config["batch"], config["channels"], *sizes)
+    return (*input_shape(config)[:-2], *sizes)
+
+
+def input_shape(config):
+    """(N, C, H, W), or (C, H, W) for an unbatched config."""
+    return (*(() if config["batch"] is None else (config["batch"],)), config["channels"], *config["hw"])
 
 
 def distinct_input(config, dtype, rng):
     """Every value different (a shuffled ramp), so each window has exactly one maximum; the values are
     1/size apart, far more than a finite-difference step."""
-    shape = (config["batch"], config["channels"], *config["hw"])
+    shape = input_shape(config)
     size = int(np.prod(shape))
     return (rng.permutation(size).reshape(shape) / size - 0.5).astype(dtype)
 
 
 def tied_input(config, dtype, rng, levels):
     """Integer values from a tiny range: most windows hold several equal maxima (``levels=1``: constant)."""
-    shape = (config["batch"], config["channels"], *config["hw"])
+    shape = input_shape(config)
     return rng.integers(0, levels, size=shape).astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(pool_configs())
 def test_maxpool2d_matches_torch(dtype, config_and_seed):
-    """Output and dL/dx equal nn.MaxPool2d's; overlapping windows accumulate, padding never wins."""
+    """Output, dL/dx (and the indices) equal nn.MaxPool2d's; overlapping windows accumulate, padding never
+    wins."""
     config, seed = config_and_seed
     rng = np.random.default_rng(seed)
     layer = make_pool(config)
@@ -116,13 +123,40 @@ def test_maxpool2d_fast_matches_naive_loops(config_and_seed, values):
     config, seed = config_and_seed
     rng = np.random.default_rng(seed)
     x = distinct_input(config, np.float64, rng) if values == "distinct" else tied_input(config, np.float64, rng, 2)
-    upstream = random_upstream(rng, output_shape(config), np.float64)
+    if config["batch"] is None:
+        x = x[None]
+    upstream = random_upstream(rng, x.shape[:2] + output_shape(config)[-2:], np.float64)
     geometry = (config["kernel_size"], config["stride"], config["padding"], config["dilation"], config["ceil_mode"])
     y, cache = scratch.maxpool2d_forward(x, *geometry)
     y_naive, winners = maxpool2d_forward_naive(x, *geometry)
     np.testing.assert_array_equal(y, y_naive)
+    rows, cols = np.vectorize(lambda *key: winners[key][0]), np.vectorize(lambda *key: winners[key][1])
+    flat = rows(*np.indices(y.shape)) * x.shape[3] + cols(*np.indices(y.shape))
+    np.testing.assert_array_equal(scratch.maxpool2d_indices(cache), flat)
     assert_close(scratch.maxpool2d_backward(upstream, cache), maxpool2d_backward_naive(upstream, x, winners),
                  1e-14, what="grad input")
+
+
+@pytest.mark.parametrize("very_negative", [-1e30, -np.inf])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_maxpool2d_never_picks_padding(very_negative, dtype):
+    """Padding is -inf and never wins, even where every real value of a window is -1e30 or -inf: the
+    output is the real value, the index a real cell, and the gradient lands there, as in torch. (Compared
+    directly rather than through assert_parity, whose relative errors need finite outputs.)"""
+    rng = np.random.default_rng(7)
+    layer = scratch.MaxPool2d(3, 2, 1, return_indices=True)
+    x = np.full((2, 3, 5, 4), very_negative, dtype=dtype)
+    x[:, :, 3:, 2:] = rng.standard_normal((2, 3, 2, 2))     # windows at the top-left hold only very_negative
+    y, indices = layer.forward(x)
+    upstream = random_upstream(rng, y.shape, dtype)
+    dx = layer.backward(upstream)
+    assert y[0, 0, 0, 0] == dtype(very_negative) and indices[0, 0, 0, 0] == 0   # the real cell (0, 0)
+    x_t = to_torch(x, requires_grad=True)
+    y_t, indices_t = torch_twin(layer)(x_t)
+    y_t.backward(to_torch(upstream))
+    np.testing.assert_array_equal(y, to_numpy(y_t))
+    np.testing.assert_array_equal(indices, to_numpy(indices_t))
+    assert_close(dx, to_numpy(x_t.grad), TOLERANCES[np.dtype(dtype)].backward, what="grad input")
 
 
 @st.composite
@@ -149,7 +183,7 @@ def test_avgpool2d_matches_torch(dtype, config_and_seed):
     config, seed = config_and_seed
     rng = np.random.default_rng(seed)
     layer = make_avg_pool(config)
-    x = rng.standard_normal((config["batch"], config["channels"], *config["hw"])).astype(dtype)
+    x = rng.standard_normal(input_shape(config)).astype(dtype)   # batched or unbatched
     assert_parity(layer, torch_twin(layer), x, random_upstream(rng, output_shape(config), dtype))
 
 
@@ -158,7 +192,7 @@ def test_avgpool2d_matches_finite_differences(config_and_seed):
     """Average pooling is linear: its gradient is exact, and central differences agree."""
     config, seed = config_and_seed
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((config["batch"], config["channels"], *config["hw"]))
+    x = rng.standard_normal(input_shape(config))
     assert_matches_numerical(make_avg_pool(config), x, random_upstream(rng, output_shape(config), np.float64))
 
 
@@ -167,8 +201,8 @@ def test_avgpool2d_fast_matches_naive_loops(config_and_seed):
     """The strided-slice version equals a plain loop over every window that counts its own divisor."""
     config, seed = config_and_seed
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((config["batch"], config["channels"], *config["hw"]))
-    upstream = random_upstream(rng, output_shape(config), np.float64)
+    x = rng.standard_normal((config["batch"] or 1, config["channels"], *config["hw"]))   # the 4-D functions
+    upstream = random_upstream(rng, x.shape[:2] + output_shape(config)[-2:], np.float64)
     options = (config["kernel_size"], config["stride"], config["padding"], config["ceil_mode"],
                config["count_include_pad"], config["divisor_override"])
     y, cache = scratch.avgpool2d_forward(x, *options)
