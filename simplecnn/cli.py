@@ -142,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model.npz, checkpoint.npz or a run folder (its model.npz); required")
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--plots", action="store_true",
-                   help="also write confusion_matrix.png, conv1_filters.png, misclassified.png (default: off)")
+                   help="also write confusion_matrix.png, conv1_filters.png, misclassified.png and backprop.png "
+                        "(each layer's output beside its loss gradient, for one test image) (default: off)")
+    p.add_argument("--image", type=_non_negative_int, default=0, metavar="INDEX",
+                   help="the test image backprop.png follows, 0 <= INDEX < test set size (default: 0)")
     p.add_argument("--out", default=None, help="folder for the plots (default: the checkpoint's folder)")
     p.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
     p.add_argument("--no-download", action="store_true", help=NO_DOWNLOAD_HELP)
@@ -239,12 +242,16 @@ def _cmd_evaluate(args) -> int:
         from .outputs import check_output_dir
 
         check_output_dir(args.out or checkpoint.parent, PLOT_FILES)
+    elif "image" in _given(args):
+        raise UsageError("--image chooses the image of backprop.png: it needs --plots")
     state = load_model(checkpoint)
     check_finite_state(state, checkpoint)
     backend = make_backend(args.impl, seed=0, device=args.device)
     backend.load_model_state(state)
     mnist = load_mnist(args.data_dir)
     test_x = normalize(mnist.test_images, np.float32)
+    if args.plots and args.image >= len(test_x):
+        raise UsageError(f"--image {args.image}: the test set has {len(test_x)} images (0 to {len(test_x) - 1})")
     loss, accuracy, predicted = backend.evaluate(test_x, mnist.test_labels)
     print(f"Test Loss: {loss:.4f}, Test Accuracy: {accuracy:.2f}%")
     if args.plots:
@@ -254,11 +261,16 @@ def _cmd_evaluate(args) -> int:
         plot_confusion_matrix(mnist.test_labels, predicted, out / "confusion_matrix.png")
         plot_filters(backend.model_state()["conv1.weight"], out / "conv1_filters.png")
         plot_misclassified(mnist.test_images, mnist.test_labels, predicted, out / "misclassified.png")
-        print(f"Wrote confusion_matrix.png, conv1_filters.png, misclassified.png to {out}")
+        from .backprop_plots import BACKPROP_FILE, backend_trace, plot_backprop
+
+        image = test_x[args.image:args.image + 1]
+        trace = backend_trace(backend, image, int(mnist.test_labels[args.image]))
+        plot_backprop(trace, image, out / BACKPROP_FILE, title=f"test image {args.image}, --impl {args.impl}")
+        print(f"Wrote confusion_matrix.png, conv1_filters.png, misclassified.png, {BACKPROP_FILE} to {out}")
     return 0
 
 
-PLOT_FILES = ("confusion_matrix.png", "conv1_filters.png", "misclassified.png")
+PLOT_FILES = ("confusion_matrix.png", "conv1_filters.png", "misclassified.png", "backprop.png")
 
 
 def _cmd_compare(args) -> int:
