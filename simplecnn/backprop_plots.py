@@ -147,7 +147,7 @@ def backend_trace(backend: Any, image: np.ndarray, label: int) -> Trace:
 def _unchanged(trace: Trace) -> list[str]:
     """Layers whose output and gradient are their input's, reshaped at most (eval-mode dropout, flatten)."""
     same = []
-    for before, after in zip(trace.layers, trace.layers[1:]):
+    for before, after in zip(trace.layers, trace.layers[1:], strict=False):
         if (before.output.size == after.output.size and np.array_equal(before.output.ravel(), after.output.ravel())
                 and np.array_equal(before.grad.ravel(), after.grad.ravel())):
             same.append(after.name)
@@ -171,7 +171,7 @@ def plot_backprop(trace: Trace, image: np.ndarray, path: str | Path, title: str 
     k = SHOWN_CHANNELS
     fig = plt.figure(figsize=(2 * k * 0.95 + 1.5, 1.15 * (len(rows) + 1) + 1.2))
     grid = GridSpec(len(rows) + 1, 2 * k + 1, figure=fig, width_ratios=[1] * k + [0.35] + [1] * k,
-                    hspace=0.55, wspace=0.08)
+                    hspace=0.55, wspace=0.08, top=0.96, bottom=0.03)
     heading = (f"predicted {trace.predicted}, true {trace.label}, loss {trace.loss:.4f}"
                + (f"   ({title})" if title else ""))
     fig.suptitle(heading, fontsize=13, y=0.995)

@@ -47,7 +47,7 @@ def test_numpy_and_torch_capture_the_same_activations_and_gradients(seed):
     assert [layer.name for layer in ours.layers] == list(model.layers) == [layer.name for layer in theirs.layers]
     assert ours.label == theirs.label == label and ours.predicted == theirs.predicted
     comparisons = [Comparison("loss", np.float64(ours.loss), np.float64(theirs.loss), kind="forward")]
-    for a, b in zip(ours.layers, theirs.layers):
+    for a, b in zip(ours.layers, theirs.layers, strict=True):
         comparisons.append(Comparison(f"{a.name} output", a.output, b.output, kind="forward"))
         comparisons.append(Comparison(f"dL/d({a.name} output)", a.grad, b.grad, kind="backward"))
     problems = [p for c in comparisons if (p := c.problem(TOLERANCES[np.dtype(np.float64)])) is not None]
@@ -58,6 +58,16 @@ def test_numpy_and_torch_capture_the_same_activations_and_gradients(seed):
     np.testing.assert_array_equal(by_name["dropout1"].output, by_name["max1"].output)
     assert not np.array_equal(by_name["relu1"].output, by_name["batch1"].output)
     assert not np.array_equal(by_name["relu1"].grad, by_name["batch1"].grad)
+    # What docs/01-overview.md tells a learner to look for. The logits' gradient is softmax - onehot:
+    # negative at the true class only, summing to zero.
+    logits = by_name["fc2"]
+    assert logits.grad[label] < 0 and (np.delete(logits.grad, label) > 0).all()
+    assert abs(logits.grad.sum()) < 1e-12
+    # ReLU gates: no gradient reaches the batch-norm output where the ReLU's output is 0.
+    for bn, relu in (("batch1", "relu1"), ("batch2", "relu2")):
+        off = by_name[relu].output == 0
+        assert off.any() and (by_name[bn].grad[off] == 0).all()
+    np.testing.assert_array_equal(by_name["dropout2"].grad, by_name["max2"].grad)
     # Max-pool routes each window's gradient to one cell: at most one nonzero per 2x2 window.
     windows = (by_name["relu1"].grad != 0).reshape(32, 12, 2, 12, 2).sum(axis=(2, 4))
     assert windows.max() == 1
