@@ -62,20 +62,24 @@ def numpy_trace(model: Any, image: np.ndarray, label: int) -> Trace:
     from scratch.loss import CrossEntropyLoss
 
     _check_one_image(image)
+    was_training = model.training
     model.eval()
     outputs: dict[str, np.ndarray] = {}
-    x = image.astype(model.dtype)
-    for name, layer in model.layers.items():
-        x = layer.forward(x)
-        outputs[name] = x.copy()
-    loss_fn = CrossEntropyLoss()
-    loss = loss_fn(x, np.array([label], dtype=np.int64))
-    grad: np.ndarray | None = loss_fn.backward()
     grads: dict[str, np.ndarray] = {}
-    for name, layer in reversed(model.layers.items()):
-        assert grad is not None, f"{name}: the layer after it computed no input gradient"
-        grads[name] = grad.copy()
-        grad = layer.backward(grad)  # conv1 computes no input gradient: None at the very end
+    try:
+        x = image.astype(model.dtype)
+        for name, layer in model.layers.items():
+            x = layer.forward(x)
+            outputs[name] = x.copy()
+        loss_fn = CrossEntropyLoss()
+        loss = loss_fn(x, np.array([label], dtype=np.int64))
+        grad: np.ndarray | None = loss_fn.backward()
+        for name, layer in reversed(model.layers.items()):
+            assert grad is not None, f"{name}: the layer after it computed no input gradient"
+            grads[name] = grad.copy()
+            grad = layer.backward(grad)  # conv1 computes no input gradient: None at the very end
+    finally:
+        model.train(was_training)
     layers = [LayerTrace(name, outputs[name][0], grads[name][0]) for name in model.layers]
     return Trace(layers, float(loss), int(np.argmax(x[0])), int(label))
 
@@ -105,6 +109,7 @@ def torch_trace(model: Any, image: np.ndarray, label: int, names: Sequence[str],
         return capture
 
     handles = [module.register_forward_hook(hook(name)) for name, module in modules.items()]
+    was_training = model.training
     try:
         model.eval()
         dtype = next(model.parameters()).dtype
@@ -114,6 +119,7 @@ def torch_trace(model: Any, image: np.ndarray, label: int, names: Sequence[str],
             logits.retain_grad()
             loss.backward()
     finally:
+        model.train(was_training)
         for handle in handles:
             handle.remove()
 
