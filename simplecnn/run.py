@@ -21,7 +21,7 @@ import numpy as np
 from scratch.data import epoch_batches, load_mnist, split_mnist
 from scratch.train import NonFiniteLossError
 
-from .backends import make_backend
+from .backends import default_lr, make_backend
 from .checkpoint import MODEL_NAME, load_training_checkpoint, save_model, save_training_checkpoint
 
 
@@ -30,7 +30,7 @@ class TrainConfig:
     impl: str = "numpy"
     epochs: int = 10
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float | None = None  # None: the optimizer's default learning rate (backends.OPTIMIZERS)
     val_split: float = 0.1
     seed: int = 0
     data_dir: str | None = None
@@ -38,6 +38,14 @@ class TrainConfig:
     train_limit: int | None = None
     device: str = "auto"
     dtype: str = "float32"
+    optimizer: str = "adam"
+    activation: str = "relu"
+    pool: str = "max"
+
+
+def network_choices(config) -> dict:
+    """What rebuilds the network and its optimizer: ``make_backend``'s keywords, also recorded in model.npz."""
+    return {"activation": config.activation, "pool": config.pool, "optimizer": config.optimizer}
 
 
 @dataclass
@@ -99,7 +107,10 @@ def train(config: TrainConfig, resume: str | None = None, log=print) -> dict:
     """Run (or continue) a training run; returns the metrics written to ``metrics.json``."""
     history, progress = History(), Progress()
     out = Path(config.out)
-    backend = make_backend(config.impl, config.seed, np.dtype(config.dtype), config.lr, config.device)
+    if config.lr is None:
+        config.lr = default_lr(config.optimizer)
+    backend = make_backend(config.impl, config.seed, np.dtype(config.dtype), config.lr, config.device,
+                           **network_choices(config))
     if resume is not None:
         model_state, optim_state, meta = load_training_checkpoint(resume)
         backend.load_model_state(model_state)
@@ -167,8 +178,9 @@ def train(config: TrainConfig, resume: str | None = None, log=print) -> dict:
 
     test_loss, test_acc, _ = backend.evaluate(data.test_x, data.test_y)
     log(f"Test Loss: {test_loss:.4f}, Test Accuracy: {test_acc:.2f}%")
-    save_model(out / MODEL_NAME, backend.model_state())
-    metrics = {"impl": config.impl, "epochs": config.epochs, "train_losses": history.train_losses,
+    save_model(out / MODEL_NAME, backend.model_state(), {"num_classes": 10, **network_choices(config)})
+    metrics = {"impl": config.impl, "epochs": config.epochs, **network_choices(config), "lr": config.lr,
+               "train_losses": history.train_losses,
                "val_losses": history.val_losses, "val_accuracies": history.val_accuracies,
                "test_loss": test_loss, "test_accuracy": test_acc, "seconds": sum(history.epoch_seconds),
                "epoch_seconds": history.epoch_seconds, "config": asdict(config)}
