@@ -64,6 +64,7 @@ CHAPTERS = {
     "12-average-pooling.md": "average pooling",
     "13-losses.md": "the loss classes",
     "14-optimizers.md": "SGD, momentum, Nesterov, Adagrad, RMSProp",
+    "15-exercises.md": "exercises: the learner's backward pass, graded",
 }
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)

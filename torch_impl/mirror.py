@@ -127,10 +127,11 @@ class Comparison:
             return f"{self.name}: not finite"
         allowed = getattr(tolerance, self.kind)
         if not self.rel_error <= allowed:
-            worst = np.unravel_index(np.argmax(np.abs(self.ours - self.theirs)), self.ours.shape)
+            worst = tuple(int(i) for i in np.unravel_index(np.argmax(np.abs(self.ours - self.theirs)),
+                                                           self.ours.shape))
             return (f"{self.name} ({self.kind}): relative error {self.rel_error:.3g} > {allowed:g} "
-                    f"(abs {self.abs_error:.3g}; worst at {worst}: ours {self.ours[worst]!r}, "
-                    f"torch {self.theirs[worst]!r})")
+                    f"(abs {self.abs_error:.3g}; worst at {worst}: ours {float(self.ours[worst])!r}, "
+                    f"torch {float(self.theirs[worst])!r})")
         return None
 
 
@@ -268,19 +269,21 @@ class LossLayer(Layer):
 
 
 class CrossEntropyLayer(LossLayer):
-    """The function ``scratch.cross_entropy`` (not the class) as a layer of the logits.
+    """The function ``scratch.cross_entropy`` (not the class), or another with its signature (a
+    learner's, in ``simplecnn exercise``), as a layer of the logits.
 
     Its output is the loss as a 0-d array; backward multiplies the loss gradient by the upstream scalar.
     """
 
-    def __init__(self, targets: np.ndarray, reduction: str = "mean"):
+    def __init__(self, targets: np.ndarray, reduction: str = "mean",
+                 function: Callable = scratch.cross_entropy):
         super().__init__(scratch.CrossEntropyLoss(reduction=reduction), targets)
-        self.targets, self.reduction = targets, reduction
+        self.targets, self.reduction, self.function = targets, reduction, function
         self.name = "cross_entropy"
 
     def forward(self, logits: np.ndarray) -> np.ndarray:
         self._input = logits
-        loss, self._grad = scratch.cross_entropy(logits, self.targets, self.reduction)
+        loss, self._grad = self.function(logits, self.targets, self.reduction)
         return np.array(loss, dtype=logits.dtype)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
@@ -330,15 +333,17 @@ OPTIMIZERS = {"adam": (scratch.Adam, torch.optim.Adam), "adamw": (scratch.AdamW,
 
 
 def optimizer_trajectories(kind: str, initial: dict[str, np.ndarray], gradients: list[dict[str, np.ndarray]],
-                           **hyper) -> list[list[Comparison]]:
+                           ours_cls: type | None = None, **hyper) -> list[list[Comparison]]:
     """Step scratch's and torch's ``kind`` optimizer (a key of :data:`OPTIMIZERS`) with the same gradients.
 
     ``hyper`` (lr, betas, momentum, ...) goes to both. Returns, for every step, the parameters and every
     state tensor after it: each tensor of torch's ``optimizer.state[param]`` against ours under the same
     name in our flat ``state_dict()`` (``"<name>.<param>"``), the step count against ``"step"``. A state
     tensor one side has and the other lacks is a comparison that fails (an empty array against it).
+    ``ours_cls`` replaces scratch's class (the exercise grader passes one whose update is a learner's).
     """
-    ours_cls, theirs_cls = OPTIMIZERS[kind]
+    ours_cls = ours_cls or OPTIMIZERS[kind][0]
+    theirs_cls = OPTIMIZERS[kind][1]
     ours = {k: Parameter(v.copy()) for k, v in initial.items()}
     theirs = {k: nn.Parameter(to_torch(v)) for k, v in initial.items()}
     ours_opt, theirs_opt = ours_cls(ours, **hyper), theirs_cls(list(theirs.values()), **hyper)
