@@ -306,8 +306,10 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from .sweep import SweepConfig, parse_choices, sweep
+    from .outputs import check_output_dir
+    from .sweep import SWEEP_FILES, SweepConfig, parse_choices, sweep
 
+    check_output_dir(args.out or "runs/sweep", SWEEP_FILES)
     try:
         lists: dict[str, Any] = {"optimizers": parse_choices("--optimizer", args.optimizer, OPTIMIZERS),
                  "activations": parse_choices("--activation", args.activation, ACTIVATIONS),

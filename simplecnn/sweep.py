@@ -48,6 +48,10 @@ class SweepConfig:
     evals_per_epoch: int = 4
 
 
+#: What ``sweep`` writes into its ``--out`` folder (checked before any run starts).
+SWEEP_FILES = ("sweep.json", "sweep.png")
+
+
 def parse_choices(option: str, text: str, choices: Iterable[str]) -> list[str]:
     """``"adam,sgd"`` -> ``["adam", "sgd"]``; an empty item, an unknown value or a repeated one is a
     ``ValueError`` naming the option and the value."""
@@ -177,7 +181,7 @@ def sweep(config: SweepConfig, log=print) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"config": asdict(config), "train_images": len(data.train_x), "runs": [asdict(r) for r in runs]}
-    (out / "sweep.json").write_text(json.dumps(result, indent=2))
-    plot_sweep(runs, out / "sweep.png", f"SimpleCNN sweep ({config.impl}, {len(data.train_x)} training images)")
+    (out / SWEEP_FILES[0]).write_text(json.dumps(result, indent=2))
+    plot_sweep(runs, out / SWEEP_FILES[1], f"SimpleCNN sweep ({config.impl}, {len(data.train_x)} training images)")
     log(f"Wrote sweep.json and sweep.png to {out}")
     return result
