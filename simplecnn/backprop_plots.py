@@ -115,6 +115,7 @@ def plot_backward_trace(trace: BackwardTrace, out: Path, image_index: int, impl:
                 ax.set_yticks([])
         axes[0, 0].set_ylabel("output", fontsize=8)
         axes[1, 0].set_ylabel("dL/d output", fontsize=8)
+        fig.subplots_adjust(top=0.8)
         fig.colorbar(im, ax=list(axes[1]), shrink=0.8)
         total = trace.outputs[name].shape[1]
         shown = f"first {n} of {total} channels" if trace.outputs[name].ndim == 4 else f"{total} units"

@@ -48,6 +48,9 @@ def test_numpy_and_torch_traces_agree_in_float64():
     np.testing.assert_array_equal(ours.outputs["dropout1"], ours.outputs["max1"])
     np.testing.assert_array_equal(ours.grads["max2"], ours.grads["dropout2"])
     assert np.abs(ours.grads["conv1"]).max() > 0
+    # Max-pool routes each 2x2 window's gradient to one cell: at most one non-zero per window (docs 01).
+    per_window = (ours.grads["conv1"] != 0).reshape(1, 32, 12, 2, 12, 2).sum(axis=(3, 5))
+    assert per_window.max() == 1
 
 
 @pytest.mark.parametrize("impl", ["numpy", "torch"])
