@@ -45,16 +45,19 @@ class Sequential:
         """Run every layer. ``dropout_masks`` maps a dropout layer's name to the keep-mask it must use."""
         masks = dropout_masks or {}
         for name, layer in self.layers.items():
-            x = layer.forward(x, masks[name]) if name in masks else layer.forward(x)
+            x = layer.forward(x, masks[name]) if isinstance(layer, Dropout) and name in masks else layer.forward(x)
         return x
 
     __call__ = forward
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
         """Back-propagate ``dL/d(output)`` through every layer in reverse; fills each ``Parameter.grad``."""
+        grad: np.ndarray | None = grad_out
         for layer in reversed(self.layers.values()):
-            grad_out = layer.backward(grad_out)
-        return grad_out
+            if grad is None:
+                raise RuntimeError(f"{layer.name}: the layer after it computed no input gradient")
+            grad = layer.backward(grad)
+        return grad
 
     def parameters(self) -> dict[str, Parameter]:
         return {f"{name}.{key}": p for name, layer in self.layers.items()
@@ -131,6 +134,17 @@ class SimpleCNN(Sequential):
         return super().forward(x, dropout_masks)
 
     __call__ = forward
+
+    def sample_dropout_masks(self, batch_size: int) -> dict[str, np.ndarray]:
+        """Fresh keep-masks for both dropout layers, drawn from the model's dropout generator: handed to
+        ``forward(x, dropout_masks=...)`` here and to the PyTorch twin, so that both drop the same units."""
+        shapes = {"dropout1": (batch_size, 32, 12, 12), "dropout2": (batch_size, 64, 4, 4)}
+        masks = {}
+        for name, shape in shapes.items():
+            layer = self.layers[name]
+            assert isinstance(layer, Dropout)
+            masks[name] = layer.sample_mask(shape)
+        return masks
 
     def predict_logits(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Eval-mode logits for many images, in batches, keeping no backward caches."""

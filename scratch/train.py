@@ -11,7 +11,7 @@ One training step is the four stages of docs/01-overview.md::
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 

@@ -5,7 +5,7 @@ state dicts, optimizer state and batches are NumPy arrays, RNG states are JSON-a
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -112,7 +112,7 @@ class TorchBackend:
 
     def load_optimizer_state(self, flat: dict[str, np.ndarray]) -> None:
         params = dict(self.model.named_parameters())
-        expected = {"step": ()}
+        expected: dict[str, tuple[int, ...]] = {"step": ()}
         for key in ("exp_avg", "exp_avg_sq"):
             expected.update({f"{key}.{name}": tuple(p.shape) for name, p in params.items()})
         check_state_dict(expected, flat, "Adam")

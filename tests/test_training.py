@@ -10,11 +10,11 @@ import signal
 import numpy as np
 import pytest
 
+from scratch.train import NonFiniteLossError
 from simplecnn import run as run_module
 from simplecnn.checkpoint import load_model
 from simplecnn.cli import main
 from simplecnn.run import Interrupted, TrainConfig, train
-from scratch.train import NonFiniteLossError
 
 
 @pytest.fixture(scope="module")
