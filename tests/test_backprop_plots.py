@@ -1,4 +1,4 @@
-"""``evaluate --plots --image INDEX``: the backward-pass figures, and the values they show agree across implementations."""
+"""`evaluate --plots --image INDEX`: backward-pass figures, and their values agree across implementations."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def test_numpy_and_torch_traces_agree_in_float64():
     assert list(ours.outputs) == list(theirs.outputs) == list(SHOWN_LAYERS)
     tolerance = TOLERANCES[np.dtype(np.float64)]
     comparisons = [Comparison("loss", np.array(ours.loss), np.array(theirs.loss), kind="forward")]
-    comparisons += [Comparison(f"{n} output", ours.outputs[n], theirs.outputs[n], kind="forward") for n in SHOWN_LAYERS]
+    comparisons += [Comparison(f"{n} output", ours.outputs[n], theirs.outputs[n], kind="forward")
+                    for n in SHOWN_LAYERS]
     comparisons += [Comparison(f"dL/d {n}", ours.grads[n], theirs.grads[n]) for n in SHOWN_LAYERS]
     problems = [p for c in comparisons if (p := c.problem(tolerance))]
     assert not problems, problems
