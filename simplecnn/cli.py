@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", action="store_true",
                    help="also write confusion_matrix.png, conv1_filters.png, misclassified.png (default: off)")
     p.add_argument("--out", default=None, help="folder for the plots (default: the checkpoint's folder)")
+    p.add_argument("--image", type=int, default=0, metavar="INDEX",
+                   help="test image whose forward maps and backward gradients --plots draws (default 0)")
     p.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
     p.add_argument("--no-download", action="store_true", help=NO_DOWNLOAD_HELP)
 
@@ -276,6 +278,10 @@ def _cmd_evaluate(args) -> int:
     backend.load_model_state(state)
     mnist = load_mnist(args.data_dir)
     test_x = normalize(mnist.test_images, np.float32)
+    from .backprop_plots import check_image_index, plot_backward_pass
+
+    if args.plots and (problem := check_image_index(args.image, len(test_x))):
+        raise UsageError(problem)
     loss, accuracy, predicted = backend.evaluate(test_x, mnist.test_labels)
     print(f"Test Loss: {loss:.4f}, Test Accuracy: {accuracy:.2f}%")
     if args.plots:
@@ -286,6 +292,8 @@ def _cmd_evaluate(args) -> int:
         plot_filters(backend.model_state()["conv1.weight"], out / "conv1_filters.png")
         plot_misclassified(mnist.test_images, mnist.test_labels, predicted, out / "misclassified.png")
         print(f"Wrote confusion_matrix.png, conv1_filters.png, misclassified.png to {out}")
+        backprop = plot_backward_pass(backend, test_x, mnist.test_labels, args.image, out)
+        print(f"Wrote {len(backprop)} backward-pass figures (backprop_*.png) for test image {args.image}")
     return 0
 
 
