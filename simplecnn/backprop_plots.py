@@ -17,6 +17,8 @@ import numpy as np
 # The layers both implementations have as modules (torch applies ReLU and flatten functionally).
 SHOWN_LAYERS = ("conv1", "batch1", "max1", "dropout1", "conv2", "batch2", "max2", "dropout2", "fc1", "fc2")
 MAX_CHANNELS = 8  # feature maps shown per layer
+#: The files :func:`plot_backward_trace` writes, one per layer (checked up front by ``evaluate --plots``).
+BACKPROP_FILES = tuple(f"backprop_{i:02d}_{name}.png" for i, name in enumerate(SHOWN_LAYERS, start=1))
 
 
 @dataclass

@@ -162,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", action="store_true",
                    help="also write confusion_matrix.png, conv1_filters.png, misclassified.png (default: off)")
     p.add_argument("--out", default=None, help="folder for the plots (default: the checkpoint's folder)")
-    p.add_argument("--image", type=int, default=0, metavar="INDEX",
-                   help="test image whose forward maps and backward gradients --plots draws (default 0)")
+    p.add_argument("--image", type=int, default=None, metavar="INDEX",
+                   help="with --plots: the test image whose forward maps and backward gradients are drawn "
+                        "(default: 0)")
     p.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
     p.add_argument("--no-download", action="store_true", help=NO_DOWNLOAD_HELP)
 
@@ -266,10 +267,14 @@ def _cmd_evaluate(args) -> int:
     if checkpoint.is_dir():  # a run folder: its portable checkpoint
         checkpoint = checkpoint / "model.npz"
     _check_device(args.impl, args)
+    if args.image is not None and not args.plots:
+        raise UsageError("--image: only used with --plots (it picks the image of the backward-pass figures)")
+    image = 0 if args.image is None else args.image
     if args.plots:
+        from .backprop_plots import BACKPROP_FILES
         from .outputs import check_output_dir
 
-        check_output_dir(args.out or checkpoint.parent, PLOT_FILES)
+        check_output_dir(args.out or checkpoint.parent, PLOT_FILES + BACKPROP_FILES)
     state = load_model(checkpoint)
     check_finite_state(state, checkpoint)
     recorded = load_model_config(checkpoint)  # the network the checkpoint was trained as
@@ -280,7 +285,7 @@ def _cmd_evaluate(args) -> int:
     test_x = normalize(mnist.test_images, np.float32)
     from .backprop_plots import check_image_index, plot_backward_pass
 
-    if args.plots and (problem := check_image_index(args.image, len(test_x))):
+    if args.plots and (problem := check_image_index(image, len(test_x))):
         raise UsageError(problem)
     loss, accuracy, predicted = backend.evaluate(test_x, mnist.test_labels)
     print(f"Test Loss: {loss:.4f}, Test Accuracy: {accuracy:.2f}%")
@@ -292,8 +297,8 @@ def _cmd_evaluate(args) -> int:
         plot_filters(backend.model_state()["conv1.weight"], out / "conv1_filters.png")
         plot_misclassified(mnist.test_images, mnist.test_labels, predicted, out / "misclassified.png")
         print(f"Wrote confusion_matrix.png, conv1_filters.png, misclassified.png to {out}")
-        backprop = plot_backward_pass(backend, test_x, mnist.test_labels, args.image, out)
-        print(f"Wrote {len(backprop)} backward-pass figures (backprop_*.png) for test image {args.image}")
+        backprop = plot_backward_pass(backend, test_x, mnist.test_labels, image, out)
+        print(f"Wrote {len(backprop)} backward-pass figures (backprop_*.png) for test image {image}")
     return 0
 
 

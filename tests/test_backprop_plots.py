@@ -72,3 +72,22 @@ def test_bad_image_index_is_one_line_exit_2(index, mnist_dir, tmp_path, capsys):
                  "--plots", "--image", index])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and f"--image {index}" in err and "0..9999" in err
+
+
+def test_image_without_plots_is_one_line_exit_2(mnist_dir, tmp_path, capsys, monkeypatch):
+    """``--image`` picks the image of the figures: without ``--plots`` it would be silently ignored."""
+    save_model(tmp_path / "model.npz", scratch.SimpleCNN(seed=0).state_dict())
+    monkeypatch.setattr("scratch.data.load_mnist", lambda *a: pytest.fail("evaluation started"))
+    code = main(["evaluate", "--checkpoint", str(tmp_path / "model.npz"), "--image", "3"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--image" in err and "--plots" in err
+
+
+def test_plots_check_the_backward_pass_files_before_evaluating(tmp_path, capsys, monkeypatch):
+    """A folder where a backward-pass figure would go is an output problem found before any work."""
+    save_model(tmp_path / "model.npz", scratch.SimpleCNN(seed=0).state_dict())
+    (tmp_path / "plots" / "backprop_03_max1.png").mkdir(parents=True)
+    monkeypatch.setattr("scratch.data.load_mnist", lambda *a: pytest.fail("evaluation started"))
+    code = main(["evaluate", "--checkpoint", str(tmp_path / "model.npz"), "--plots", "--out", str(tmp_path / "plots")])
+    err = capsys.readouterr().err
+    assert code == 2 and "backprop_03_max1.png" in err
