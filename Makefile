@@ -1,6 +1,7 @@
 # Two commands a newcomer needs; each builds the virtual environment first if it is missing.
 #   make train   trains the NumPy SimpleCNN on MNIST (IMPL=torch for the PyTorch one)
 #   make test    runs the whole test suite (parity suite included)
+#   make lint    ruff and mypy, both clean
 # On a machine with a different torch build in mind, override the pin: make test TORCH=torch==2.13.0
 
 VENV   ?= .venv
@@ -10,7 +11,7 @@ IMPL   ?= numpy
 ARGS   ?=
 BIN     = $(VENV)/bin
 
-.PHONY: install train test bench clean
+.PHONY: install train test lint bench clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +28,12 @@ train: install
 
 test: install
 	$(BIN)/python -m pytest $(ARGS)
+
+# ruff (rules in pyproject.toml) on all Python code, mypy on the three packages; both must be clean.
+LINTED = scratch torch_impl simplecnn tests parity_tests benchmarks $(wildcard examples)
+lint: install
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python benchmarks/train_step.py $(ARGS)

@@ -13,6 +13,12 @@ Printed:
 * the NumPy step layer by layer (forward and backward of every layer, the loss, Adam), measured in
   separate instrumented steps so the timers do not disturb the step timed above;
 * the same for evaluation (``model.eval()`` under ``no_grad``: a forward with no backward caches);
+* the machine's float32 matrix-product speed, measured in the same run (the median of repeated
+  ``(1024, 1024) @ (1024, 1024)`` products on the same threads), and the fraction of it that each
+  implementation's step reaches, counting the multiply-adds of the network's convolutions and linear
+  layers (:func:`step_flops`): the distance to what the hardware can do;
+* the peak memory of a training step for each implementation, each measured in a child process of its own
+  (:func:`peak_step_memory`);
 * last, exactly one line ``numpy/torch train-step time ratio: X.XX``.
 
 Threads: ``--threads`` (default: every core) goes to ``torch.set_num_threads`` and, through the
@@ -166,6 +172,116 @@ def print_breakdown(title: str, model, times: dict[str, list[float]], with_backw
         print(f"  {'adam':<10} {'':>9} {'':>9} {median['adam']:9.2f} {100 * median['adam'] / total:6.1f}%")
 
 
+# --- how far from the hardware ------------------------------------------------------------------------
+def step_flops(model, batch_size: int) -> tuple[float, float]:
+    """Floating-point operations of one training step and of one evaluation forward (multiply-adds x 2).
+
+    Only the matrix products count (convolutions and linear layers; the elementwise layers are a few
+    percent). Forward: ``2 N O C kh kw Ho Wo`` per convolution, ``2 N in out`` per linear layer. Backward:
+    the weight gradient costs as much again, and so does the input gradient, except for the first layer,
+    whose input gradient is never computed.
+    """
+    train = forward = 0.0
+    x = np.zeros((batch_size, *model.input_shape), dtype=np.float32)
+    first = True
+    with scratch.no_grad():
+        for layer in model.layers.values():
+            y = layer.forward(x)
+            if isinstance(layer, scratch.Conv2d):
+                kh, kw = layer.kernel_size
+                flops = 2.0 * y.size * layer.in_channels * kh * kw
+            elif isinstance(layer, scratch.Linear):
+                flops = 2.0 * y.size * layer.in_features
+            else:
+                flops = 0.0
+            if flops:
+                forward += flops
+                train += flops * (2 if first else 3)
+                first = False
+            x = y
+    return train, forward
+
+
+def matmul_gflops(repeats: int = 7, n: int = 1024) -> float:
+    """The machine's float32 matrix-product speed in GFLOP/s (median of ``repeats`` n x n products)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    out = np.empty((n, n), dtype=np.float32)
+    np.matmul(a, b, out=out)  # warm-up: threads started, pages touched
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=out)
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n**3 / statistics.median(times) / 1e9
+
+
+_MEMORY_CHILD = r"""
+import sys, numpy as np, torch, torch.nn.functional as F
+sys.path.insert(0, sys.argv[3])
+import scratch
+from torch_impl import SimpleCNN as TorchCNN
+
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field))  # kB
+
+
+impl, batch = sys.argv[1], int(sys.argv[2])
+torch.set_num_threads(1)
+
+
+def train(n, steps):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, n)
+    if impl == "numpy":
+        model = scratch.SimpleCNN(seed=0, dtype=np.float32)
+        opt = scratch.Adam(model.parameters())
+        for _ in range(steps):
+            _, grad = scratch.cross_entropy(model(x), y)
+            model.backward(grad)
+            opt.step()
+    else:
+        model = TorchCNN()
+        opt = torch.optim.Adam(model.parameters())
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        for _ in range(steps):
+            opt.zero_grad()
+            F.cross_entropy(model(tx), ty).backward()
+            opt.step()
+
+
+train(2, 1)   # a tiny first run loads the code every step runs (kernels, libraries): that is not data
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")   # resets the peak (VmHWM) to the current resident size
+before = status("VmRSS:")
+train(batch, 3)
+print(status("VmHWM:") - before)
+"""
+
+
+def peak_step_memory(impl: str, batch_size: int) -> float | None:
+    """Peak resident memory (MiB) that training needs: model, optimizer state and one step's arrays.
+
+    Measured in a fresh child process (one thread), as the growth of its peak resident size (Linux's
+    ``VmHWM``, reset first) from just before the model is built to the end of three training steps. A
+    tiny run (batch 2) goes first, so that the code a step loads (libraries, kernels) is not counted
+    as its data, and neither are the imports or the other implementation's arrays. ``None`` where
+    ``/proc`` cannot say (not Linux).
+    """
+    import subprocess
+
+    root = str(Path(__file__).resolve().parents[1])
+    try:
+        result = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, impl, str(batch_size), root],
+                                capture_output=True, text=True, timeout=300, check=True)
+        return int(result.stdout.split()[-1]) / 1024
+    except (subprocess.SubprocessError, OSError, ValueError, IndexError):
+        return None
+
+
 def check_float32(model, x) -> None:
     """No silent float64 anywhere on the float32 path: every forward output and backward gradient."""
     bad = []
@@ -244,6 +360,22 @@ def main() -> None:
     print(f"evaluation: numpy {np_ev:.2f} ms, torch {t_ev:.2f} ms (median)")
     print_breakdown("numpy train step by layer", np_model, by_layer, with_backward=True)
     print_breakdown("numpy evaluation forward by layer", np_model, eval_by_layer, with_backward=False)
+
+    gflops = matmul_gflops()
+    train_flops, eval_flops = step_flops(np_model, args.batch_size)
+    print(f"\nfloat32 matrix product on this machine: {gflops:.1f} GFLOP/s ({args.threads} thread(s)); "
+          f"a train step is {train_flops / 1e9:.2f} GFLOP, an evaluation forward {eval_flops / 1e9:.2f} GFLOP")
+    for what, flops, np_t, t_t in (("train step", train_flops, np_step, t_step),
+                                   ("evaluation", eval_flops, np_ev, t_ev)):
+        print(f"fraction of peak, {what}: numpy {flops / (np_t / 1e3) / 1e9 / gflops:.0%}, "
+              f"torch {flops / (t_t / 1e3) / 1e9 / gflops:.0%}")
+    memory = {impl: peak_step_memory(impl, args.batch_size) for impl in ("numpy", "torch")}
+    if None in memory.values():
+        print("peak training memory: not measured (needs Linux's /proc)")
+    else:
+        print(f"peak training memory (model, optimizer state, one step): numpy {memory['numpy']:.1f} MiB, "
+              f"torch {memory['torch']:.1f} MiB, ratio {memory['numpy'] / memory['torch']:.2f}")
+
     print(f"\nnumpy/torch evaluation time ratio: {np_ev / t_ev:.2f}")
     print(f"numpy/torch train-step time ratio: {np_step / t_step:.2f}")
 

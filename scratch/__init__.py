@@ -1,27 +1,119 @@
 """SimpleCNN from scratch: every forward and backward pass written by hand in NumPy.
 
 Reading order (see docs/): ``module`` (the layer shape), ``conv``, ``pool``, ``batchnorm``,
-``dropout``, ``linear``/``activations``, ``loss``, ``optim``, then ``model``. ``naive`` holds the loop
+``dropout``, ``linear``/``activations``, ``loss``, ``optim``, then ``model``. Beyond the guide's network
+(docs/11-14): the other activations (``Sigmoid``, ``Tanh``, ``LeakyReLU``, ``Softmax``, ``LogSoftmax``
+in ``activations``), average pooling (``AvgPool2d`` in ``pool``), the loss classes (``CrossEntropyLoss``,
+``MSELoss``, ``L1Loss``, ``MultiMarginLoss``, ``MeanBiasError`` in ``loss``) and the optimizers ``SGD``,
+``Adagrad``, ``RMSprop`` (in ``optim``). ``naive`` holds the loop
 versions used as a second oracle, ``numerical`` the finite-difference one.
 
 This package never imports torch.
 """
 
-from .activations import Flatten, ReLU, relu_backward, relu_forward
+from .activations import (
+                          Flatten,
+                          LeakyReLU,
+                          LogSoftmax,
+                          ReLU,
+                          Sigmoid,
+                          Softmax,
+                          Tanh,
+                          leaky_relu_backward,
+                          leaky_relu_forward,
+                          log_softmax_backward,
+                          log_softmax_forward,
+                          relu_backward,
+                          relu_forward,
+                          sigmoid_backward,
+                          sigmoid_forward,
+                          softmax_backward,
+                          softmax_forward,
+                          tanh_backward,
+                          tanh_forward,
+)
 from .batchnorm import BatchNorm2d, batchnorm2d_backward, batchnorm2d_forward
 from .conv import Conv2d, conv2d_backward, conv2d_forward
 from .dropout import Dropout, dropout_backward, dropout_forward
 from .linear import Linear, linear_backward, linear_forward
-from .loss import cross_entropy, log_softmax
+from .loss import (
+                          CrossEntropyLoss,
+                          L1Loss,
+                          MeanBiasError,
+                          MSELoss,
+                          MultiMarginLoss,
+                          cross_entropy,
+                          log_softmax,
+)
 from .model import Sequential, SimpleCNN
 from .module import Layer, Parameter, StateDictError, grad_enabled, no_grad
-from .optim import Adam, AdamW
-from .pool import MaxPool2d, maxpool2d_backward, maxpool2d_forward
+from .optim import SGD, Adagrad, Adam, AdamW, RMSprop
+from .pool import (
+                          AvgPool2d,
+                          MaxPool2d,
+                          avgpool2d_backward,
+                          avgpool2d_forward,
+                          maxpool2d_backward,
+                          maxpool2d_forward,
+                          maxpool2d_indices,
+)
 
 __all__ = [
-    "Adam", "AdamW", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "Layer", "Linear", "MaxPool2d",
-    "Parameter", "ReLU", "Sequential", "SimpleCNN", "StateDictError", "batchnorm2d_backward",
-    "batchnorm2d_forward", "conv2d_backward", "conv2d_forward", "cross_entropy", "dropout_backward",
-    "dropout_forward", "grad_enabled", "linear_backward", "linear_forward", "log_softmax",
-    "maxpool2d_backward", "maxpool2d_forward", "no_grad", "relu_backward", "relu_forward",
+                          "SGD",
+                          "Adagrad",
+                          "Adam",
+                          "AdamW",
+                          "AvgPool2d",
+                          "BatchNorm2d",
+                          "Conv2d",
+                          "CrossEntropyLoss",
+                          "Dropout",
+                          "Flatten",
+                          "L1Loss",
+                          "Layer",
+                          "LeakyReLU",
+                          "Linear",
+                          "LogSoftmax",
+                          "MSELoss",
+                          "MaxPool2d",
+                          "MeanBiasError",
+                          "MultiMarginLoss",
+                          "Parameter",
+                          "RMSprop",
+                          "ReLU",
+                          "Sequential",
+                          "Sigmoid",
+                          "SimpleCNN",
+                          "Softmax",
+                          "StateDictError",
+                          "Tanh",
+                          "avgpool2d_backward",
+                          "avgpool2d_forward",
+                          "batchnorm2d_backward",
+                          "batchnorm2d_forward",
+                          "conv2d_backward",
+                          "conv2d_forward",
+                          "cross_entropy",
+                          "dropout_backward",
+                          "dropout_forward",
+                          "grad_enabled",
+                          "leaky_relu_backward",
+                          "leaky_relu_forward",
+                          "linear_backward",
+                          "linear_forward",
+                          "log_softmax",
+                          "log_softmax_backward",
+                          "log_softmax_forward",
+                          "maxpool2d_backward",
+                          "maxpool2d_forward",
+                          "maxpool2d_indices",
+                          "no_grad",
+                          "relu_backward",
+                          "relu_forward",
+                          "sigmoid_backward",
+                          "sigmoid_forward",
+                          "softmax_backward",
+                          "softmax_forward",
+                          "tanh_backward",
+                          "tanh_forward",
 ]

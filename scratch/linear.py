@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .init import default_weight_and_bias
-from .module import Layer, Parameter, require_float_dtype, check_input
+from .module import Layer, Parameter, check_input, require_float_dtype
 
 
 def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None):

@@ -66,7 +66,8 @@ class Layer:
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
+        """dL/d(input); ``None`` only for a layer told that its input needs no gradient (the first one)."""
         raise NotImplementedError
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -108,11 +109,11 @@ class Layer:
         for key in self.buffer_names:
             getattr(self, key)[...] = state[key]
 
-    def train(self, mode: bool = True) -> "Layer":
+    def train(self, mode: bool = True) -> Layer:
         self.training = mode
         return self
 
-    def eval(self) -> "Layer":
+    def eval(self) -> Layer:
         return self.train(False)
 
     def __repr__(self) -> str:
@@ -141,6 +142,20 @@ def check_input(layer: Layer, x: np.ndarray, ndim: int, layout: str, dtype: np.d
     if channels is not None and x.shape[channel_axis] != channels:
         raise ValueError(f"{layer.name}: expected {channels} channels on axis {channel_axis} "
                          f"{layout}, got shape {x.shape}")
+
+
+def check_image_input(layer: Layer, x: np.ndarray, dtype: np.dtype | None = None,
+                      channels: int | None = None) -> tuple[np.ndarray, bool]:
+    """Check an image input, batched (N, C, H, W) or, as torch takes it, one unbatched (C, H, W).
+
+    Returns ``(x4, unbatched)``: the input as (N, C, H, W) (a view with N = 1 when unbatched) and whether
+    the caller must drop that axis again from its output and from the gradient it returns.
+    """
+    if isinstance(x, np.ndarray) and x.ndim == 3:
+        check_input(layer, x, 3, "(C, H, W)", dtype, channels, channel_axis=0)
+        return x[None], True
+    check_input(layer, x, 4, "(N, C, H, W) or unbatched (C, H, W)", dtype, channels)
+    return x, False
 
 
 def as_pair(value: int | tuple[int, int], what: str) -> tuple[int, int]:

@@ -12,7 +12,7 @@ slow by design, for small test shapes only.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -43,7 +43,29 @@ def _lerp_(start: np.ndarray, end: np.ndarray, weight: float, scratch: np.ndarra
         np.subtract(end, np.multiply(diff, 1 - w, out=diff), out=start)
 
 
-class Adam:
+class Optimizer:
+    """What every optimizer here shares: the named parameters and ``zero_grad``."""
+
+    params: dict[str, Parameter]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients, like ``torch.optim.Optimizer.zero_grad``: ``None`` (the default; ``step``
+        then skips the parameter) or zeros in place."""
+        for param in self.params.values():
+            if set_to_none:
+                param.grad = None
+            elif param.grad is not None:
+                param.grad[...] = 0
+
+    def _check_hyper(self, **values: float) -> None:
+        """Each named hyper-parameter must be a number >= 0 (PyTorch's checks, with the option named)."""
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+                    or not value >= 0.0:
+                raise ValueError(f"{type(self).__name__}: invalid {name} {value!r} (must be a number >= 0)")
+
+
+class Adam(Optimizer):
     """Adam over a dict of named :class:`Parameter` (``model.parameters()``), updated in place."""
 
     decoupled_weight_decay = False
@@ -123,3 +145,186 @@ class AdamW(Adam):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+# --- the gradient-descent family of the guide (docs/14-optimizers.md) ----------------------------------
+
+def _state_arrays(optimizer, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The flat state dict: ``"step"`` then ``"<torch state name>.<param>"`` for every per-parameter array."""
+    state = {"step": np.array(optimizer.step_count, dtype=np.int64)}
+    for prefix in names:
+        state.update({f"{prefix}.{k}": v.copy() for k, v in getattr(optimizer, prefix).items()})
+    return state
+
+
+def _load_state_arrays(optimizer, names: tuple[str, ...], state: dict[str, np.ndarray]) -> None:
+    expected = {k: np.shape(v) for k, v in _state_arrays(optimizer, names).items()}
+    check_state_dict(expected, state, type(optimizer).__name__)
+    optimizer.step_count = int(state["step"])
+    for prefix in names:
+        for k, array in getattr(optimizer, prefix).items():
+            array[...] = state[f"{prefix}.{k}"]
+
+
+class SGD(Optimizer):
+    """``torch.optim.SGD(params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False)``::
+
+        g     = g + weight_decay * theta
+        b     = g                                   (first step: the buffer starts as the gradient)
+        b     = momentum * b + (1 - dampening) * g  (later steps)
+        g     = g + momentum * b  (nesterov)   or   g = b  (classical momentum)
+        theta = theta - lr * g
+
+    With ``momentum = 0`` this is plain gradient descent ``theta -= lr * g``; whether it is batch,
+    stochastic or mini-batch gradient descent depends only on how many samples ``g`` was averaged over.
+    """
+
+    def __init__(self, params: dict[str, Parameter], lr: float = 1e-3, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False):
+        self._check_hyper(lr=lr, momentum=momentum, weight_decay=weight_decay)
+        if isinstance(dampening, bool) or not isinstance(dampening, (int, float, np.floating, np.integer)):
+            raise ValueError(f"SGD: invalid dampening {dampening!r} (must be a number)")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(f"SGD: nesterov momentum requires momentum > 0 and dampening = 0, got momentum "
+                             f"{momentum} and dampening {dampening}")
+        self.params = dict(params)
+        self.lr, self.momentum, self.dampening = float(lr), float(momentum), float(dampening)
+        self.weight_decay, self.nesterov = float(weight_decay), bool(nesterov)
+        self.step_count = 0
+        self.momentum_buffer = {k: np.zeros_like(p.data) for k, p in self.params.items()} if momentum else {}
+        # Which buffers hold a value: torch creates a buffer on the parameter's first step with a gradient.
+        self._buffer_started = dict.fromkeys(self.momentum_buffer, False)
+
+    def step(self) -> None:
+        self.step_count += 1
+        for name, param in self.params.items():
+            if param.grad is None:
+                continue
+            theta, grad = param.data, param.grad
+            if self.weight_decay:
+                grad = grad + self.weight_decay * theta
+            if self.momentum:
+                buf = self.momentum_buffer[name]
+                if not self._buffer_started[name]:
+                    buf[...] = grad                           # torch: buf = grad.clone()
+                    self._buffer_started[name] = True
+                else:
+                    buf *= self.momentum
+                    buf += (1 - self.dampening) * grad
+                grad = grad + self.momentum * buf if self.nesterov else buf
+            theta -= self.lr * grad
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """``step`` and ``momentum_buffer.<param>`` (the latter only when ``momentum != 0``)."""
+        return _state_arrays(self, ("momentum_buffer",))
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Load after checking every key and shape. Buffers count as started once ``step > 0`` (a parameter
+        that had no gradient on the first steps is the one case this cannot tell apart)."""
+        _load_state_arrays(self, ("momentum_buffer",), state)
+        self._buffer_started = dict.fromkeys(self.momentum_buffer, self.step_count > 0)
+
+
+class Adagrad(Optimizer):
+    """``torch.optim.Adagrad(params, lr=0.01, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
+    eps=1e-10)``, at step ``t = 1, 2, ...``::
+
+        g     = g + weight_decay * theta
+        clr   = lr / (1 + (t - 1) * lr_decay)
+        sum   = sum + g^2                           (starts at initial_accumulator_value)
+        theta = theta - clr * g / (sqrt(sum) + eps)
+    """
+
+    def __init__(self, params: dict[str, Parameter], lr: float = 0.01, lr_decay: float = 0.0,
+                 weight_decay: float = 0.0, initial_accumulator_value: float = 0.0, eps: float = 1e-10):
+        self._check_hyper(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                          initial_accumulator_value=initial_accumulator_value, eps=eps)
+        self.params = dict(params)
+        self.lr, self.lr_decay, self.weight_decay, self.eps = float(lr), float(lr_decay), float(weight_decay), \
+            float(eps)
+        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.step_count = 0
+        self.sum = {k: np.full_like(p.data, initial_accumulator_value) for k, p in self.params.items()}
+
+    def step(self) -> None:
+        self.step_count += 1
+        clr = self.lr / (1 + (self.step_count - 1) * self.lr_decay)
+        for name, param in self.params.items():
+            if param.grad is None:
+                continue
+            theta, grad = param.data, param.grad
+            if self.weight_decay:
+                grad = grad + self.weight_decay * theta
+            accumulated = self.sum[name]
+            accumulated += grad * grad
+            std = np.sqrt(accumulated)
+            std += self.eps
+            theta -= clr * (grad / std)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """``step`` and ``sum.<param>``."""
+        return _state_arrays(self, ("sum",))
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        _load_state_arrays(self, ("sum",), state)
+
+
+class RMSprop(Optimizer):
+    """``torch.optim.RMSprop(params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
+    centered=False)``::
+
+        g     = g + weight_decay * theta
+        v     = alpha * v + (1 - alpha) * g^2        square_avg
+        m     = m + (1 - alpha) * (g - m)            grad_avg (centered only)
+        avg   = sqrt(v - m^2) + eps  (centered)  or  sqrt(v) + eps
+        b     = momentum * b + g / avg               momentum_buffer (momentum > 0 only)
+        theta = theta - lr * b   (momentum > 0)  or  theta - lr * g / avg
+    """
+
+    def __init__(self, params: dict[str, Parameter], lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False):
+        self._check_hyper(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum)
+        self.params = dict(params)
+        self.lr, self.alpha, self.eps = float(lr), float(alpha), float(eps)
+        self.weight_decay, self.momentum, self.centered = float(weight_decay), float(momentum), bool(centered)
+        self.step_count = 0
+        self.square_avg = {k: np.zeros_like(p.data) for k, p in self.params.items()}
+        self.momentum_buffer = {k: np.zeros_like(p.data) for k, p in self.params.items()} if momentum > 0 else {}
+        self.grad_avg = {k: np.zeros_like(p.data) for k, p in self.params.items()} if centered else {}
+
+    _STATE = ("square_avg", "momentum_buffer", "grad_avg")
+
+    def step(self) -> None:
+        self.step_count += 1
+        alpha = self.alpha
+        for name, param in self.params.items():
+            if param.grad is None:
+                continue
+            theta, grad = param.data, param.grad
+            if self.weight_decay:
+                grad = grad + self.weight_decay * theta
+            v = self.square_avg[name]
+            v *= alpha
+            v += (1 - alpha) * (grad * grad)
+            if self.centered:
+                m = self.grad_avg[name]
+                _lerp_(m, grad, 1 - alpha)
+                avg = np.sqrt(v - m * m)
+            else:
+                avg = np.sqrt(v)
+            avg += self.eps
+            if self.momentum > 0:
+                buf = self.momentum_buffer[name]
+                buf *= self.momentum
+                buf += grad / avg
+                theta -= self.lr * buf
+            else:
+                theta -= self.lr * (grad / avg)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """``step``, ``square_avg.<param>``, ``momentum_buffer.<param>`` (momentum > 0), ``grad_avg.<param>``
+        (centered)."""
+        return _state_arrays(self, self._STATE)
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        _load_state_arrays(self, self._STATE, state)

@@ -20,25 +20,32 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from scratch.data import epoch_batches, load_mnist, split_mnist
 
-from .backends import NumpyBackend, TorchBackend
+from .backends import NumpyBackend, TorchBackend, default_lr
+
+#: What ``compare`` writes into its folder.
+COMPARE_FILES = ("compare.json", "compare_losses.png", "compare_drift.png")
 
 
 @dataclass
 class CompareConfig:
     epochs: int = 1
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float | None = None  # None: the optimizer's default learning rate
     val_split: float = 0.1
     seed: int = 0
     data_dir: str | None = None
     out: str = "runs/compare"
     train_limit: int | None = None
     dtype: str = "float32"
+    optimizer: str = "adam"
+    activation: str = "relu"
+    pool: str = "max"
 
 
 #: conv1.bias and conv2.bias feed batch-norm, which subtracts each channel's mean: their true gradient
@@ -63,26 +70,35 @@ def weight_drift(a: dict[str, np.ndarray], b: dict[str, np.ndarray], skip: tuple
 
 def compare(config: CompareConfig, log=print) -> dict:
     dtype = np.dtype(config.dtype)
-    numpy_side = NumpyBackend(config.seed, dtype, config.lr)
-    torch_side = TorchBackend(config.seed, dtype, config.lr, device="cpu")
+    if config.lr is None:
+        config.lr = default_lr(config.optimizer)
+    choices: dict[str, Any] = {"activation": config.activation, "pool": config.pool, "optimizer": config.optimizer}
+    numpy_side = NumpyBackend(config.seed, dtype, config.lr, **choices)
+    torch_side = TorchBackend(config.seed, dtype, config.lr, device="cpu", **choices)
     torch_side.load_model_state(numpy_side.model_state())
+    torch_side.load_optimizer_state(numpy_side.optimizer_state())
     data = split_mnist(load_mnist(config.data_dir), config.val_split, config.seed, config.train_limit, dtype)
     model = numpy_side.model
-    history = {impl: {"step_losses": [], "val_losses": [], "val_accuracies": []} for impl in ("numpy", "torch")}
+    history: dict[str, dict[str, list[float]]] = {
+        impl: {"step_losses": [], "val_losses": [], "val_accuracies": []} for impl in ("numpy", "torch")}
     drift, drift_without_absorbed = [], []
     steps_per_epoch = 0
     for epoch in range(1, config.epochs + 1):
         batches = epoch_batches(len(data.train_x), config.batch_size, config.seed, epoch)
         steps_per_epoch = len(batches)
+        from .run import _progress_bar
+
+        bar = _progress_bar(len(batches), 0, f"compare epoch {epoch}/{config.epochs}")
         for idx in batches:
+            bar.update(1)
             x, y = data.train_x[idx], data.train_y[idx]
-            masks = {"dropout1": model.dropout1.sample_mask((len(idx), 32, 12, 12)),
-                     "dropout2": model.dropout2.sample_mask((len(idx), 64, 4, 4))}
+            masks = model.sample_dropout_masks(len(idx))
             history["numpy"]["step_losses"].append(numpy_side.train_step(x, y, masks))
             history["torch"]["step_losses"].append(torch_side.train_step(x, y, masks))
             numpy_state, torch_state = numpy_side.model_state(), torch_side.model_state()
             drift.append(weight_drift(numpy_state, torch_state))
             drift_without_absorbed.append(weight_drift(numpy_state, torch_state, skip=BN_ABSORBED))
+        bar.close()
         for impl, side in (("numpy", numpy_side), ("torch", torch_side)):
             val_loss, val_acc, _ = side.evaluate(data.val_x, data.val_y)
             history[impl]["val_losses"].append(val_loss)
@@ -91,7 +107,6 @@ def compare(config: CompareConfig, log=print) -> dict:
             f"torch {history['torch']['val_losses'][-1]:.6f}, largest relative weight difference "
             f"{drift[-1]:.3e} ({drift_without_absorbed[-1]:.3e} without the biases batch-norm absorbs) "
             f"after {len(drift)} steps")
-    history["steps_per_epoch"] = steps_per_epoch
     result = {"config": asdict(config), "numpy": history["numpy"], "torch": history["torch"],
               "steps_per_epoch": steps_per_epoch, "drift": drift, "max_drift": max(drift, default=0.0),
               "bn_absorbed": list(BN_ABSORBED), "drift_without_bn_absorbed": drift_without_absorbed,
@@ -101,7 +116,7 @@ def compare(config: CompareConfig, log=print) -> dict:
     (out / "compare.json").write_text(json.dumps(result, indent=2))
     from .plots import plot_compare_losses, plot_drift
 
-    plot_compare_losses(history, out / "compare_losses.png")
+    plot_compare_losses(result, out / "compare_losses.png")
     plot_drift(drift, drift_without_absorbed, out / "compare_drift.png", config.dtype)
     log(f"Largest relative weight difference over {len(drift)} steps ({config.dtype}): "
         f"{result['max_drift']:.3e}, {result['max_drift_without_bn_absorbed']:.3e} without "

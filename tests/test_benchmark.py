@@ -25,6 +25,15 @@ def test_quick_benchmark_prints_the_ratio_last():
     for name in ("conv1", "batch1", "max1", "dropout1", "conv2", "fc1", "fc2", "loss", "adam"):
         assert re.search(rf"^\s+{name}\s", result.stdout, re.MULTILINE), name
     assert "evaluation" in result.stdout
+    # The distance to the hardware and the memory: measured in the same run, printed for both.
+    assert re.search(r"^float32 matrix product on this machine: \d+\.\d GFLOP/s", result.stdout, re.MULTILINE)
+    # Batch 16, by hand: conv1 2*16*32*24*24*25 = 14.7M (x2: no input gradient), conv2 2*16*64*8*8*32*25
+    # = 104.9M (x3), fc1 2*16*512*1024 = 16.8M (x3), fc2 0.16M (x3): 395M per step, 137M per forward.
+    assert "a train step is 0.39 GFLOP, an evaluation forward 0.14 GFLOP" in result.stdout
+    assert re.search(r"^fraction of peak, train step: numpy \d+%, torch \d+%$", result.stdout, re.MULTILINE)
+    assert re.search(r"^fraction of peak, evaluation: numpy \d+%, torch \d+%$", result.stdout, re.MULTILINE)
+    assert re.search(r"^peak training memory .*: numpy \d+\.\d MiB, torch \d+\.\d MiB, ratio \d+\.\d\d$",
+                     result.stdout, re.MULTILINE), result.stdout
 
 
 def test_benchmark_rejects_a_bad_option():

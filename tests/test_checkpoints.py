@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import scratch
+from scratch.module import StateDictError
 from simplecnn import checkpoint
 from simplecnn.backends import TorchBackend
-from scratch.module import StateDictError
 
 
 def test_atomic_write_leaves_the_old_file_intact_when_writing_fails(tmp_path):

@@ -60,6 +60,11 @@ CHAPTERS = {
     "08-softmax-cross-entropy.md": "softmax cross-entropy",
     "09-adam.md": "Adam",
     "10-verifying-gradients.md": "how the gradients are verified",
+    "11-activations.md": "sigmoid, tanh, Leaky ReLU, softmax, log-softmax",
+    "12-average-pooling.md": "average pooling",
+    "13-losses.md": "the loss classes",
+    "14-optimizers.md": "SGD, momentum, Nesterov, Adagrad, RMSProp",
+    "15-exercises.md": "exercises: the learner's backward pass, graded",
 }
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
@@ -77,13 +82,13 @@ def markdown_files() -> list[Path]:
     return sorted(DOCS.glob("*.md")) + [ROOT / "README.md"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def prose(path: Path) -> str:
     """The file's text without fenced blocks (code and ```math)."""
     return FENCE.sub("", path.read_text(encoding="utf-8"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def defined_names(path: Path) -> frozenset[str]:
     """Names of every def/class (any level) and module-level assignment in a Python file."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))

@@ -11,15 +11,18 @@ The pieces:
 * :func:`run_layer_pair` runs one forward and one backward pass on both sides from the same input and
   the same upstream gradient ``dL/dy``, and returns a list of :class:`Comparison` in the order they should
   be checked: the output, the input gradient, every parameter gradient, then every buffer.
-* :func:`optimizer_trajectories` and :func:`simplecnn_training_comparisons` do the same for Adam/AdamW
-  and for the whole network.
+* :class:`LossLayer` turns a scratch loss (``CrossEntropyLoss``, ``MSELoss``, ...) into a layer of its
+  input, and :func:`torch_loss` builds its torch twin.
+* :func:`optimizer_trajectories` and :func:`simplecnn_training_comparisons` do the same for the
+  optimizers (:data:`OPTIMIZERS`) and for the whole network.
 * :class:`Comparison` holds one pair of arrays and measures their distance against :data:`TOLERANCES`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,8 +84,8 @@ class Comparison:
     """
 
     name: str
-    ours: np.ndarray
-    theirs: np.ndarray
+    ours: Any     # a NumPy array (or anything np.array takes): stored as an ndarray copy
+    theirs: Any   # a NumPy array or a torch tensor: stored as an ndarray copy
     kind: str = "backward"
     scale: float = 0.0
 
@@ -124,10 +127,11 @@ class Comparison:
             return f"{self.name}: not finite"
         allowed = getattr(tolerance, self.kind)
         if not self.rel_error <= allowed:
-            worst = np.unravel_index(np.argmax(np.abs(self.ours - self.theirs)), self.ours.shape)
+            worst = tuple(int(i) for i in np.unravel_index(np.argmax(np.abs(self.ours - self.theirs)),
+                                                           self.ours.shape))
             return (f"{self.name} ({self.kind}): relative error {self.rel_error:.3g} > {allowed:g} "
-                    f"(abs {self.abs_error:.3g}; worst at {worst}: ours {self.ours[worst]!r}, "
-                    f"torch {self.theirs[worst]!r})")
+                    f"(abs {self.abs_error:.3g}; worst at {worst}: ours {float(self.ours[worst])!r}, "
+                    f"torch {float(self.theirs[worst])!r})")
         return None
 
 
@@ -135,24 +139,41 @@ class Comparison:
 
 def torch_twin(layer: Layer) -> nn.Module:
     """The ``torch.nn`` module computing what ``layer`` computes, with copies of its parameters/buffers."""
+    module: nn.Module
     if isinstance(layer, scratch.Conv2d):
         module = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                           layer.padding, layer.dilation, bias=layer.bias is not None)
+                           layer.padding, layer.dilation, layer.groups, layer.bias is not None, layer.padding_mode)
+        dtype = layer.weight.data.dtype
     elif isinstance(layer, scratch.Linear):
         module = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+        dtype = layer.weight.data.dtype
     elif isinstance(layer, scratch.BatchNorm2d):
-        module = nn.BatchNorm2d(layer.num_features, eps=layer.eps, momentum=layer.momentum)
+        module = nn.BatchNorm2d(layer.num_features, layer.eps, layer.momentum, layer.affine,
+                                layer.track_running_stats, bias=layer.bias is not None)
+        dtype = layer.dtype
     elif isinstance(layer, scratch.MaxPool2d):
         return nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                            ceil_mode=layer.ceil_mode)
+                            layer.return_indices, layer.ceil_mode)
+    elif isinstance(layer, scratch.AvgPool2d):
+        return nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode,
+                            layer.count_include_pad, layer.divisor_override)
     elif isinstance(layer, scratch.ReLU):
         return nn.ReLU()
+    elif isinstance(layer, scratch.LeakyReLU):
+        return nn.LeakyReLU(layer.negative_slope)
+    elif isinstance(layer, scratch.Sigmoid):
+        return nn.Sigmoid()
+    elif isinstance(layer, scratch.Tanh):
+        return nn.Tanh()
+    elif isinstance(layer, scratch.Softmax):
+        return nn.Softmax(layer.dim)
+    elif isinstance(layer, scratch.LogSoftmax):
+        return nn.LogSoftmax(layer.dim)
     elif isinstance(layer, scratch.Flatten):
         return nn.Flatten()
     else:
         raise TypeError(f"no torch twin for {type(layer).__name__}")
-    dtype = TORCH_DTYPES[next(iter(layer.parameters().values())).data.dtype]
-    module = module.to(dtype)
+    module = module.to(TORCH_DTYPES[np.dtype(dtype)])
     module.load_state_dict({k: torch.tensor(np.array(v)) for k, v in layer.state_dict().items()})
     module.train(layer.training)
     return module
@@ -160,39 +181,116 @@ def torch_twin(layer: Layer) -> nn.Module:
 
 def torch_simplecnn(model: scratch.SimpleCNN) -> TorchSimpleCNN:
     """``torch_impl.SimpleCNN`` holding ``model``'s weights and buffers (same keys, same dtype)."""
-    twin = TorchSimpleCNN().to(TORCH_DTYPES[model.dtype])
+    twin = TorchSimpleCNN(model.num_classes, model.activation, model.pool).to(TORCH_DTYPES[model.dtype])
     twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
     twin.train(model.training)
     return twin
 
 
-class CrossEntropyLayer(Layer):
-    """``scratch.cross_entropy`` seen as a layer of the logits, so the parity helper can run it.
+def torch_loss(loss_fn) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The ``torch.nn`` loss equal to the scratch loss object ``loss_fn`` (``MeanBiasError``, which torch
+    lacks, as autograd of ``input - target`` reduced the same way)."""
+    weight = getattr(loss_fn, "weight", None)
+    weight_t = None if weight is None else torch.tensor(np.array(weight, copy=True))
+    if isinstance(loss_fn, scratch.CrossEntropyLoss):
+        return nn.CrossEntropyLoss(weight_t, ignore_index=loss_fn.ignore_index, reduction=loss_fn.reduction,
+                                   label_smoothing=loss_fn.label_smoothing)
+    if isinstance(loss_fn, scratch.MultiMarginLoss):
+        return nn.MultiMarginLoss(loss_fn.p, loss_fn.margin, weight_t, reduction=loss_fn.reduction)
+    if isinstance(loss_fn, scratch.MSELoss):
+        return nn.MSELoss(reduction=loss_fn.reduction)
+    if isinstance(loss_fn, scratch.L1Loss):
+        return nn.L1Loss(reduction=loss_fn.reduction)
+    if isinstance(loss_fn, scratch.MeanBiasError):
+        reduction = loss_fn.reduction
+
+        def mean_bias_error(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            diff = input - target
+            return diff.mean() if reduction == "mean" else diff.sum() if reduction == "sum" else diff
+
+        return mean_bias_error
+    raise TypeError(f"no torch twin for {type(loss_fn).__name__}")
+
+
+class LossLayer(Layer):
+    """A scratch loss seen as a layer of its input, so the parity helpers can run it.
+
+    ``loss_fn(input, target)`` with ``target`` fixed; the output is the loss as an array (0-d for "mean"
+    and "sum"); backward hands the upstream gradient to ``loss_fn.backward`` as its ``grad_output``.
+    """
+
+    def __init__(self, loss_fn, target: np.ndarray):
+        super().__init__()
+        self.loss_fn, self.target = loss_fn, target
+        self.name = type(loss_fn).__name__
+
+    def extra_repr(self) -> str:
+        return self.loss_fn.extra_repr()
+
+    @property
+    def handed_in(self) -> dict[str, np.ndarray]:
+        """Arrays the loss holds that it must not modify (checked by ``parity.assert_parity``)."""
+        weight = getattr(self.loss_fn, "weight", None)
+        return {"target": self.target, **({} if weight is None else {"weight": weight})}
+
+    @property
+    def output_scale(self) -> float:
+        """Floor for the loss value's relative error: the size of the terms it was summed from.
+
+        Cross-entropy: 1 nat per sample (times the largest class weight). A confident right answer has a
+        loss like 4e-4 = log(1.0004), and log of a float32 sum near 1 is only good to ~1e-7 absolute
+        (measured: 4e-4 off by 2.4e-7 in float32, in torch as here); relative to the loss itself that is
+        6e-4. Mean bias error: the sum of |input - target| (reduced like the loss), since the signed
+        terms cancel and the rounding of a sum is relative to the sum of its terms' magnitudes. The
+        other losses add non-negative terms: no floor needed.
+        """
+        reduction = self.loss_fn.reduction
+        if isinstance(self.loss_fn, scratch.CrossEntropyLoss):
+            weight = self.loss_fn.weight
+            logits = self._input if self._input is not None else np.zeros((1, 1))
+            samples = logits.size // logits.shape[1 if logits.ndim > 1 else 0]
+            per_sample = 1.0 if weight is None else max(1.0, float(np.max(weight)))
+            return per_sample * (samples if reduction == "sum" else 1.0)
+        if isinstance(self.loss_fn, scratch.MeanBiasError) and self._input is not None:
+            terms = np.abs(self._input.astype(np.float64) - self.target)
+            return float(terms.mean() if reduction == "mean" else terms.sum() if reduction == "sum" else 0.0)
+        return 0.0
+
+    _input: np.ndarray | None = None
+
+    def forward(self, input: np.ndarray) -> np.ndarray:
+        self._input = input
+        return np.asarray(self.loss_fn(input, self.target), dtype=input.dtype)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        return self.loss_fn.backward(grad_out)
+
+    def torch_twin(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        loss = torch_loss(self.loss_fn)
+        target = torch.tensor(np.array(self.target, copy=True))
+        return lambda input: loss(input, target)
+
+
+class CrossEntropyLayer(LossLayer):
+    """The function ``scratch.cross_entropy`` (not the class), or another with its signature (a
+    learner's, in ``simplecnn exercise``), as a layer of the logits.
 
     Its output is the loss as a 0-d array; backward multiplies the loss gradient by the upstream scalar.
     """
 
-    def __init__(self, targets: np.ndarray, reduction: str = "mean"):
-        super().__init__()
-        self.targets, self.reduction = targets, reduction
-
-    @property
-    def output_scale(self) -> float:
-        """Floor for the loss's relative error: 1 nat per sample. A confident right answer has a loss
-        like 4e-4 = log(1.0004), and log of a float32 sum near 1 is only good to ~1e-7 absolute (measured:
-        4e-4 off by 2.4e-7 in float32, in torch as here); relative to the loss itself that is 6e-4."""
-        return float(len(self.targets)) if self.reduction == "sum" else 1.0
+    def __init__(self, targets: np.ndarray, reduction: str = "mean",
+                 function: Callable = scratch.cross_entropy):
+        super().__init__(scratch.CrossEntropyLoss(reduction=reduction), targets)
+        self.targets, self.reduction, self.function = targets, reduction, function
+        self.name = "cross_entropy"
 
     def forward(self, logits: np.ndarray) -> np.ndarray:
-        loss, self._grad = scratch.cross_entropy(logits, self.targets, self.reduction)
+        self._input = logits
+        loss, self._grad = self.function(logits, self.targets, self.reduction)
         return np.array(loss, dtype=logits.dtype)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         return grad_out * self._grad
-
-    def torch_twin(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        targets = torch.tensor(self.targets, dtype=torch.int64)
-        return lambda logits: F.cross_entropy(logits, targets, reduction=self.reduction)
 
 
 # --- running both ----------------------------------------------------------------------------------
@@ -202,7 +300,9 @@ def run_layer_pair(layer: Layer, module: Callable[[torch.Tensor], torch.Tensor],
     """Forward ``x`` and back-propagate ``upstream`` (= dL/dy) through both; the values to compare, in order.
 
     ``forward_kwargs`` go to the scratch layer only (a dropout mask). Parameter gradients and buffers are
-    matched by name: scratch uses PyTorch's (``weight``, ``bias``, ``running_var``, ...).
+    matched by name: scratch uses PyTorch's (``weight``, ``bias``, ``running_var``, ...). A layer that
+    returns ``(output, indices)`` (``MaxPool2d(return_indices=True)``) has its indices compared exactly;
+    ``upstream`` is the gradient of the output.
     """
     y = layer.forward(x, **forward_kwargs)
     dx = layer.backward(upstream)
@@ -211,12 +311,16 @@ def run_layer_pair(layer: Layer, module: Callable[[torch.Tensor], torch.Tensor],
         module.zero_grad()  # torch adds into .grad; scratch overwrites it (one step, one gradient)
     x_t = to_torch(x, requires_grad=True)
     y_t = module(x_t)
+    extras: list[Comparison] = []
+    if isinstance(y, tuple):
+        (y, indices), (y_t, indices_t) = y, y_t
+        extras.append(Comparison("indices", indices, indices_t, "forward"))
     y_t.backward(to_torch(upstream))
 
     # The floor for gradients: an entry of the upstream gradient, the size of the terms they are built from.
     grad_scale = float(np.max(np.abs(upstream))) if upstream.size else 0.0
     comparisons = [Comparison("output", y, y_t, "forward", getattr(layer, "output_scale", 0.0)),
-                   Comparison("grad input", dx, x_t.grad, "backward", grad_scale)]
+                   Comparison("grad input", dx, x_t.grad, "backward", grad_scale), *extras]
     torch_params = dict(module.named_parameters()) if isinstance(module, nn.Module) else {}
     torch_buffers = dict(module.named_buffers()) if isinstance(module, nn.Module) else {}
     for name, param in layer.parameters().items():
@@ -232,21 +336,27 @@ def run_layer_pair(layer: Layer, module: Callable[[torch.Tensor], torch.Tensor],
     return comparisons
 
 
-OPTIMIZERS = {"adam": (scratch.Adam, torch.optim.Adam), "adamw": (scratch.AdamW, torch.optim.AdamW)}
+OPTIMIZERS = {"adam": (scratch.Adam, torch.optim.Adam), "adamw": (scratch.AdamW, torch.optim.AdamW),
+              "sgd": (scratch.SGD, torch.optim.SGD), "adagrad": (scratch.Adagrad, torch.optim.Adagrad),
+              "rmsprop": (scratch.RMSprop, torch.optim.RMSprop)}
 
 
 def optimizer_trajectories(kind: str, initial: dict[str, np.ndarray], gradients: list[dict[str, np.ndarray]],
-                           **hyper) -> list[list[Comparison]]:
-    """Step scratch's and torch's ``kind`` optimizer (``"adam"``/``"adamw"``) with the same gradients.
+                           ours_cls: type | None = None, **hyper) -> list[list[Comparison]]:
+    """Step scratch's and torch's ``kind`` optimizer (a key of :data:`OPTIMIZERS`) with the same gradients.
 
-    ``hyper`` (lr, betas, eps, weight_decay, amsgrad) goes to both. Returns, for every step, the
-    parameters and the optimizer's moments after it.
+    ``hyper`` (lr, betas, momentum, ...) goes to both. Returns, for every step, the parameters and every
+    state tensor after it: each tensor of torch's ``optimizer.state[param]`` against ours under the same
+    name in our flat ``state_dict()`` (``"<name>.<param>"``), the step count against ``"step"``. A state
+    tensor one side has and the other lacks is a comparison that fails (an empty array against it).
+    ``ours_cls`` replaces scratch's class (the exercise grader passes one whose update is a learner's).
     """
-    ours_cls, theirs_cls = OPTIMIZERS[kind]
+    ours_cls = ours_cls or OPTIMIZERS[kind][0]
+    theirs_cls = OPTIMIZERS[kind][1]
     ours = {k: Parameter(v.copy()) for k, v in initial.items()}
     theirs = {k: nn.Parameter(to_torch(v)) for k, v in initial.items()}
     ours_opt, theirs_opt = ours_cls(ours, **hyper), theirs_cls(list(theirs.values()), **hyper)
-    moments = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if hyper.get("amsgrad") else [])
+    missing = np.empty(0)
     steps = []
     for step, grads in enumerate(gradients, start=1):
         for k in initial:
@@ -254,14 +364,31 @@ def optimizer_trajectories(kind: str, initial: dict[str, np.ndarray], gradients:
             theirs[k].grad = to_torch(grads[k])
         ours_opt.step()
         theirs_opt.step()
+        ours_state = ours_opt.state_dict()
+        ours_by_param: dict[str, dict[str, np.ndarray]] = {k: {} for k in initial}
+        for key, value in ours_state.items():
+            if key != "step":
+                state_name, _, param_name = key.partition(".")
+                ours_by_param[param_name][state_name] = value
         comparisons = []
         for k in initial:
             comparisons.append(Comparison(f"step {step} {k}", ours[k].data, theirs[k], "forward"))
-            state = theirs_opt.state[theirs[k]]
-            comparisons += [Comparison(f"step {step} {k}.{m}", getattr(ours_opt, m)[k], state[m], "forward")
-                            for m in moments]
+            state = {m: v for m, v in theirs_opt.state[theirs[k]].items() if v is not None}
+            if "step" in state:
+                comparisons.append(Comparison(f"step {step} {k}.step", ours_state["step"],
+                                              np.array(int(state.pop("step")), dtype=np.int64), "forward"))
+            for m in sorted(set(state) | set(ours_by_param[k])):
+                comparisons.append(Comparison(f"step {step} {k}.{m}", ours_by_param[k].get(m, missing),
+                                              state[m] if m in state else missing, "forward"))
         steps.append(comparisons)
     return steps
+
+
+def _computed(grad, name: str):
+    """``grad``, which a backward pass must have filled in (a clear error, not a None further down)."""
+    if grad is None:
+        raise RuntimeError(f"no gradient was computed for {name}")
+    return grad
 
 
 def _layer_of(key: str) -> str:
@@ -312,8 +439,7 @@ def simplecnn_training_comparisons(dtype=np.float64, seed: int = 0, batch_size: 
     for step in range(1, steps + 1):
         images = rng.normal(size=(batch_size, 1, 28, 28)).astype(dtype)
         labels = rng.integers(0, 10, size=batch_size)
-        masks = {name: ours.layers[name].sample_mask(shape) for name, shape in
-                 (("dropout1", (batch_size, 32, 12, 12)), ("dropout2", (batch_size, 64, 4, 4)))}
+        masks = ours.sample_dropout_masks(batch_size)
 
         loss, grad_logits = scratch.cross_entropy(ours.forward(images, dropout_masks=masks), labels)
         ours.backward(grad_logits)
@@ -324,8 +450,8 @@ def simplecnn_training_comparisons(dtype=np.float64, seed: int = 0, batch_size: 
         loss_t.backward()
 
         comparisons.append(Comparison(f"step {step} loss", np.array(loss, dtype=dtype), loss_t, "forward"))
-        grads = {k: p.grad for k, p in ours.parameters().items()}
-        grad_scale = _layer_scales({k: p.grad for k, p in torch_params.items()})
+        grads = {k: _computed(p.grad, k) for k, p in ours.parameters().items()}
+        grad_scale = _layer_scales({k: _computed(p.grad, k) for k, p in torch_params.items()})
         comparisons += [Comparison(f"step {step} grad {k}", g, torch_params[k].grad, "backward",
                                    grad_scale[_layer_of(k)]) for k, g in grads.items()]
         # Both optimizers step on the same (our, just checked) gradients; see the docstring.

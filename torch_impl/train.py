@@ -7,7 +7,7 @@ from ``scratch.data.epoch_batches``, so that for one seed both implementations s
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -110,7 +110,8 @@ class fixed_dropout_masks:
     Used to give the NumPy and the PyTorch network the same masks."""
 
     def __init__(self, model: nn.Module, masks: dict[str, torch.Tensor]):
-        self.model, self.masks, self.handles = model, masks, []
+        self.model, self.masks = model, masks
+        self.handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self):
         for name, mask in self.masks.items():
