@@ -376,13 +376,14 @@ def every_window_sees_input(size, kernel, stride, padding, dilation, ceil_mode) 
 
 
 @st.composite
-def pool_configs(draw, overlapping: bool = False):
+def pool_configs(draw, overlapping: bool = False, max_dilation: int = 2):
     """A MaxPool2d PyTorch accepts, including stride < kernel (overlapping windows), padding, dilation,
     ceil mode and return_indices, and an input shape it fits, batched or unbatched. ``overlapping``: only
-    configurations whose windows overlap along at least one axis."""
+    configurations whose windows overlap along at least one axis. ``max_dilation=1``: no dilation (the
+    window geometry of average pooling, which has none)."""
     kernel = draw(pairs(st.integers(1, 4), st.integers(1, 4)))
     stride = draw(pairs(st.integers(1, 4), st.integers(1, 4)))
-    dilation = draw(pairs(st.integers(1, 2), st.integers(1, 2)))
+    dilation = draw(pairs(st.integers(1, max_dilation), st.integers(1, max_dilation)))
     if overlapping:
         assume(any(s < d * (k - 1) + 1 for k, s, d in zip(kernel, stride, dilation, strict=True)))
     # PyTorch: padding <= kernel // 2 and <= half the effective (dilated) kernel.

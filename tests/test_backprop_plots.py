@@ -1,8 +1,4 @@
-"""``evaluate --plots --image INDEX``: each layer's output beside dL/d(output), for either implementation.
-
-The real check: for the same weights and the same image, the NumPy implementation's own cached values
-and torch's (hooks + retain_grad) agree layer by layer in float64, within the parity suite's tolerances.
-"""
+"""`evaluate --plots --image INDEX`: backward-pass figures, and their values agree across implementations."""
 
 from __future__ import annotations
 
@@ -10,113 +6,88 @@ import numpy as np
 import pytest
 
 import scratch
-from simplecnn.backprop_plots import BACKPROP_FILE, numpy_trace, plot_backprop, torch_trace
+from simplecnn.backprop_plots import SHOWN_LAYERS, trace_numpy, trace_torch
 from simplecnn.checkpoint import save_model
 from simplecnn.cli import main
-from torch_impl.mirror import TOLERANCES, Comparison, torch_simplecnn
+
+torch = pytest.importorskip("torch")
+from torch_impl.mirror import TOLERANCES, Comparison, torch_simplecnn  # noqa: E402
 
 
-def _model_with_running_statistics(seed: int) -> scratch.SimpleCNN:
-    """A float64 model whose batch-norm running statistics and affine parameters are not the defaults
-    (0, 1, 1, 0), so that eval-mode batch-norm really transforms its input and its gradient."""
-    model = scratch.SimpleCNN(seed=seed, dtype=np.float64)
+def _model_with_running_stats(dtype, seed: int = 3) -> scratch.SimpleCNN:
+    """A SimpleCNN whose batch-norm running statistics are not the (0, 1) defaults, so eval mode matters."""
+    model = scratch.SimpleCNN(seed=seed, dtype=dtype)
     rng = np.random.default_rng(seed)
     state = model.state_dict()
-    for layer in ("batch1", "batch2"):
-        size = state[f"{layer}.running_mean"].shape
-        state[f"{layer}.running_mean"] = rng.normal(0.0, 0.5, size)
-        state[f"{layer}.running_var"] = rng.uniform(0.2, 3.0, size)
-        state[f"{layer}.weight"] = rng.uniform(0.5, 2.0, size)
-        state[f"{layer}.bias"] = rng.normal(0.0, 0.3, size)
+    for key, value in state.items():
+        if key.endswith("running_mean"):
+            state[key] = rng.normal(0, 0.3, value.shape).astype(dtype)
+        elif key.endswith("running_var"):
+            state[key] = rng.uniform(0.5, 2.0, value.shape).astype(dtype)
     model.load_state_dict(state)
     return model
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_numpy_and_torch_capture_the_same_activations_and_gradients(seed):
-    model = _model_with_running_statistics(seed)
+def test_numpy_and_torch_traces_agree_in_float64():
+    model = _model_with_running_stats(np.float64)
     twin = torch_simplecnn(model)
-    rng = np.random.default_rng(100 + seed)
-    image = rng.normal(0.0, 1.0, (1, 1, 28, 28))  # continuous values: no tied maxima in the pools
-    label = int(rng.integers(10))
+    image = np.random.default_rng(7).normal(size=(1, 1, 28, 28))
     before = image.copy()
-    ours = numpy_trace(model, image, label)
-    theirs = torch_trace(twin, image, label, list(model.layers))
-    np.testing.assert_array_equal(image, before)  # the input is not changed
-
-    assert [layer.name for layer in ours.layers] == list(model.layers) == [layer.name for layer in theirs.layers]
-    assert ours.label == theirs.label == label and ours.predicted == theirs.predicted
-    comparisons = [Comparison("loss", np.float64(ours.loss), np.float64(theirs.loss), kind="forward")]
-    for a, b in zip(ours.layers, theirs.layers, strict=True):
-        comparisons.append(Comparison(f"{a.name} output", a.output, b.output, kind="forward"))
-        comparisons.append(Comparison(f"dL/d({a.name} output)", a.grad, b.grad, kind="backward"))
-    problems = [p for c in comparisons if (p := c.problem(TOLERANCES[np.dtype(np.float64)])) is not None]
-    assert problems == []
-    # The captured values are the layers' own, not one value repeated: every step changes something
-    # except eval-mode dropout (the identity) and flatten (a reshape).
-    by_name = {layer.name: layer for layer in ours.layers}
-    np.testing.assert_array_equal(by_name["dropout1"].output, by_name["max1"].output)
-    assert not np.array_equal(by_name["relu1"].output, by_name["batch1"].output)
-    assert not np.array_equal(by_name["relu1"].grad, by_name["batch1"].grad)
-    # What docs/01-overview.md tells a learner to look for. The logits' gradient is softmax - onehot:
-    # negative at the true class only, summing to zero.
-    logits = by_name["fc2"]
-    assert logits.grad[label] < 0 and (np.delete(logits.grad, label) > 0).all()
-    assert abs(logits.grad.sum()) < 1e-12
-    # ReLU gates: no gradient reaches the batch-norm output where the ReLU's output is 0.
-    for bn, relu in (("batch1", "relu1"), ("batch2", "relu2")):
-        off = by_name[relu].output == 0
-        assert off.any() and (by_name[bn].grad[off] == 0).all()
-    np.testing.assert_array_equal(by_name["dropout2"].grad, by_name["max2"].grad)
-    # Max-pool routes each window's gradient to one cell: at most one nonzero per 2x2 window.
-    windows = (by_name["relu1"].grad != 0).reshape(32, 12, 2, 12, 2).sum(axis=(2, 4))
-    assert windows.max() == 1
-
-
-def test_the_figure_is_drawn(tmp_path):
-    model = _model_with_running_statistics(0)
-    image = np.random.default_rng(0).normal(size=(1, 1, 28, 28))
-    plot_backprop(numpy_trace(model, image, 3), image, tmp_path / BACKPROP_FILE, title="test")
-    assert (tmp_path / BACKPROP_FILE).stat().st_size > 20000
-
-
-@pytest.fixture(scope="module")
-def untrained_checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("untrained") / "model.npz"
-    save_model(path, scratch.SimpleCNN(seed=3).state_dict())
-    return path
+    ours, theirs = trace_numpy(model, image, 4), trace_torch(twin, image, 4)
+    np.testing.assert_array_equal(image, before)
+    assert model.training and twin.training  # the trace restores the mode it found
+    assert list(ours.outputs) == list(theirs.outputs) == list(SHOWN_LAYERS)
+    tolerance = TOLERANCES[np.dtype(np.float64)]
+    comparisons = [Comparison("loss", np.array(ours.loss), np.array(theirs.loss), kind="forward")]
+    comparisons += [Comparison(f"{n} output", ours.outputs[n], theirs.outputs[n], kind="forward")
+                    for n in SHOWN_LAYERS]
+    comparisons += [Comparison(f"dL/d {n}", ours.grads[n], theirs.grads[n]) for n in SHOWN_LAYERS]
+    problems = [p for c in comparisons if (p := c.problem(tolerance))]
+    assert not problems, problems
+    assert ours.predicted == theirs.predicted
+    # Eval-mode dropout is the identity forward and backward: its output and gradient pass through unchanged.
+    np.testing.assert_array_equal(ours.outputs["dropout1"], ours.outputs["max1"])
+    np.testing.assert_array_equal(ours.grads["max2"], ours.grads["dropout2"])
+    assert np.abs(ours.grads["conv1"]).max() > 0
+    # Max-pool routes each 2x2 window's gradient to one cell: at most one non-zero per window (docs 01).
+    per_window = (ours.grads["conv1"] != 0).reshape(1, 32, 12, 2, 12, 2).sum(axis=(3, 5))
+    assert per_window.max() == 1
 
 
 @pytest.mark.parametrize("impl", ["numpy", "torch"])
-def test_evaluate_plots_write_the_backprop_figure(impl, untrained_checkpoint, mnist_dir, tmp_path, capsys):
-    assert main(["evaluate", "--impl", impl, "--checkpoint", str(untrained_checkpoint), "--data-dir",
-                 str(mnist_dir), "--plots", "--image", "9999", "--out", str(tmp_path), "--device", "cpu"]) == 0
-    assert (tmp_path / BACKPROP_FILE).stat().st_size > 20000
-    assert BACKPROP_FILE in capsys.readouterr().out
+def test_evaluate_plots_writes_one_figure_per_layer(impl, mnist_dir, tmp_path, capsys):
+    save_model(tmp_path / "model.npz", _model_with_running_stats(np.float32).state_dict())
+    code = main(["evaluate", "--impl", impl, "--checkpoint", str(tmp_path / "model.npz"), "--data-dir",
+                 str(mnist_dir), "--plots", "--image", "17", "--out", str(tmp_path / "plots")])
+    assert code == 0
+    written = sorted(p.name for p in (tmp_path / "plots").glob("backprop_*.png"))
+    assert written == [f"backprop_{i:02d}_{n}.png" for i, n in enumerate(SHOWN_LAYERS, start=1)]
+    assert "test image 17" in capsys.readouterr().out
 
 
-def _one_error_line(capsys, *words):
+@pytest.mark.parametrize("index", ["-1", "10000"])
+def test_bad_image_index_is_one_line_exit_2(index, mnist_dir, tmp_path, capsys):
+    save_model(tmp_path / "model.npz", scratch.SimpleCNN(seed=0).state_dict())
+    code = main(["evaluate", "--checkpoint", str(tmp_path / "model.npz"), "--data-dir", str(mnist_dir),
+                 "--plots", "--image", index])
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    assert all(w in err for w in words), err
+    assert code == 2 and err.count("\n") == 1 and f"--image {index}" in err and "0..9999" in err
 
 
-@pytest.mark.parametrize("value", ["-1", "x", "1.5"])
-def test_bad_image_index_fails_before_loading_data(value, untrained_checkpoint, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("scratch.data.load_mnist", lambda *a: pytest.fail("data loaded"))
-    assert main(["evaluate", "--checkpoint", str(untrained_checkpoint), "--plots", "--image", value,
-                 "--out", str(tmp_path)]) == 2
-    _one_error_line(capsys, "--image", value)
+def test_image_without_plots_is_one_line_exit_2(mnist_dir, tmp_path, capsys, monkeypatch):
+    """``--image`` picks the image of the figures: without ``--plots`` it would be silently ignored."""
+    save_model(tmp_path / "model.npz", scratch.SimpleCNN(seed=0).state_dict())
+    monkeypatch.setattr("scratch.data.load_mnist", lambda *a: pytest.fail("evaluation started"))
+    code = main(["evaluate", "--checkpoint", str(tmp_path / "model.npz"), "--image", "3"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--image" in err and "--plots" in err
 
 
-def test_image_beyond_the_test_set(untrained_checkpoint, mnist_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("simplecnn.backends.NumpyBackend.evaluate", lambda *a: pytest.fail("evaluated"))
-    assert main(["evaluate", "--checkpoint", str(untrained_checkpoint), "--data-dir", str(mnist_dir), "--plots",
-                 "--image", "10000", "--out", str(tmp_path)]) == 2
-    _one_error_line(capsys, "--image 10000", "10000 images")
-    assert not (tmp_path / BACKPROP_FILE).exists()
-
-
-def test_image_without_plots_is_refused(untrained_checkpoint, capsys):
-    assert main(["evaluate", "--checkpoint", str(untrained_checkpoint), "--image", "3"]) == 2
-    _one_error_line(capsys, "--image", "--plots")
+def test_plots_check_the_backward_pass_files_before_evaluating(tmp_path, capsys, monkeypatch):
+    """A folder where a backward-pass figure would go is an output problem found before any work."""
+    save_model(tmp_path / "model.npz", scratch.SimpleCNN(seed=0).state_dict())
+    (tmp_path / "plots" / "backprop_03_max1.png").mkdir(parents=True)
+    monkeypatch.setattr("scratch.data.load_mnist", lambda *a: pytest.fail("evaluation started"))
+    code = main(["evaluate", "--checkpoint", str(tmp_path / "model.npz"), "--plots", "--out", str(tmp_path / "plots")])
+    err = capsys.readouterr().err
+    assert code == 2 and "backprop_03_max1.png" in err
