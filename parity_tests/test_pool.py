@@ -15,6 +15,7 @@ from scratch.naive import (
     maxpool2d_forward_naive,
 )
 from scratch.pool import pool_output_size
+from simplecnn import properties as prop
 from torch_impl.mirror import torch_twin
 
 from .parity import DTYPES, assert_close, assert_matches_numerical, assert_parity, random_upstream
@@ -125,50 +126,28 @@ def test_maxpool2d_fast_matches_naive_loops(config_and_seed, values):
                  1e-14, what="grad input")
 
 
-@st.composite
-def avg_pool_configs(draw):
-    """An AvgPool2d PyTorch accepts (no dilation): padding counted in the divisor or not, a divisor_override
-    (None most of the time), with the geometry of :func:`pool_configs`."""
-    config, seed = draw(pool_configs(max_dilation=1))
-    config = dict(config, count_include_pad=draw(st.booleans()),
-                  divisor_override=draw(st.one_of(st.none(), st.none(), st.integers(1, 7))))
-    return config, seed
-
-
-def make_avg_pool(config):
-    return scratch.AvgPool2d(config["kernel_size"], config["stride"], config["padding"], config["ceil_mode"],
-                             config["count_include_pad"], config["divisor_override"])
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
-@given(avg_pool_configs())
+@given(prop.avg_pool_configs())
 def test_avgpool2d_matches_torch(dtype, config_and_seed):
     """Output and dL/dx equal nn.AvgPool2d's: the divisor counts padding or not (count_include_pad), a
     ceil-mode window past the padding divides by what it covers up to the padding's end, divisor_override
     replaces the divisor, overlapping windows add their shares."""
-    config, seed = config_and_seed
-    rng = np.random.default_rng(seed)
-    layer = make_avg_pool(config)
-    x = rng.standard_normal((config["batch"], config["channels"], *config["hw"])).astype(dtype)
-    assert_parity(layer, torch_twin(layer), x, random_upstream(rng, output_shape(config), dtype))
+    prop.avgpool2d_matches_torch(config_and_seed, dtype)
 
 
-@given(avg_pool_configs())
+@given(prop.avg_pool_configs())
 def test_avgpool2d_matches_finite_differences(config_and_seed):
     """Average pooling is linear: its gradient is exact, and central differences agree."""
-    config, seed = config_and_seed
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((config["batch"], config["channels"], *config["hw"]))
-    assert_matches_numerical(make_avg_pool(config), x, random_upstream(rng, output_shape(config), np.float64))
+    prop.avgpool2d_matches_finite_differences(config_and_seed)
 
 
-@given(avg_pool_configs())
+@given(prop.avg_pool_configs())
 def test_avgpool2d_fast_matches_naive_loops(config_and_seed):
     """The strided-slice version equals a plain loop over every window that counts its own divisor."""
     config, seed = config_and_seed
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((config["batch"], config["channels"], *config["hw"]))
-    upstream = random_upstream(rng, output_shape(config), np.float64)
+    upstream = random_upstream(rng, prop.pool_output_shape(config), np.float64)
     options = (config["kernel_size"], config["stride"], config["padding"], config["ceil_mode"],
                config["count_include_pad"], config["divisor_override"])
     y, cache = scratch.avgpool2d_forward(x, *options)
