@@ -99,14 +99,26 @@ def load_idx(directory: Path, name: str, magic: int, verify: bool = True) -> np.
     path = find_file(directory, name)
     if path is None:
         raise DataError(f"{directory}: missing {name} (or {name}.gz)")
+    array, data = _read_idx(path, magic)
+    if verify:
+        verify_checksum(path, name, data)
+    return array
+
+
+def _read_idx(path: Path, magic: int) -> tuple[np.ndarray, bytes]:
     data = read_idx_bytes(path)
-    if verify and name in MNIST_FILES:
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != MNIST_FILES[name]:
-            raise DataError(f"{path}: checksum mismatch (sha256 {digest[:16]}..., expected "
-                            f"{MNIST_FILES[name][:16]}...): the file is corrupt or not MNIST; delete it "
-                            "to download it again")
-    return parse_idx(data, path, magic)
+    return parse_idx(data, path, magic), data  # the structure first: a known problem is named as such
+
+
+def verify_checksum(path: Path, name: str, data: bytes) -> None:
+    """The SHA-256 of an MNIST file, checked after its structure (magic, size, label range) was."""
+    if name not in MNIST_FILES:
+        return
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != MNIST_FILES[name]:
+        raise DataError(f"{path}: checksum mismatch (sha256 {digest[:16]}..., expected "
+                        f"{MNIST_FILES[name][:16]}...): the file is corrupt or not MNIST; delete it "
+                        "to download it again")
 
 
 # --- downloading --------------------------------------------------------------------------------
@@ -122,7 +134,18 @@ def download_mnist(data_dir: str | os.PathLike, progress: bool = True) -> None:
     so an interrupted or corrupt download never looks like data.
     """
     directory = raw_dir(data_dir)
+    created = [p for p in (directory, *directory.parents) if not p.exists()]
     directory.mkdir(parents=True, exist_ok=True)
+    try:
+        _download_missing(directory, progress)
+    except BaseException:
+        for folder in created:  # an offline first run leaves no empty data/MNIST/raw behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+
+
+def _download_missing(directory: Path, progress: bool) -> None:
     for name in missing_files(directory):
         errors = []
         for mirror in MIRRORS:
@@ -204,9 +227,19 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool | None 
             raise DataError(_where_to_put_files(directory, "missing: " + ", ".join(missing)))
         download_mnist(data_dir, progress)
     arrays = {}
+    raw: dict[str, tuple[Path, bytes]] = {}
+
+    def read(name: str, magic: int) -> np.ndarray:
+        path = find_file(directory, name)
+        if path is None:
+            raise DataError(f"{directory}: missing {name} (or {name}.gz)")
+        array, data = _read_idx(path, magic)
+        raw[name] = (path, data)
+        return array
+
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        images = load_idx(directory, f"{prefix}-images-idx3-ubyte", IMAGES_MAGIC, verify)
-        labels = load_idx(directory, f"{prefix}-labels-idx1-ubyte", LABELS_MAGIC, verify)
+        images = read(f"{prefix}-images-idx3-ubyte", IMAGES_MAGIC)
+        labels = read(f"{prefix}-labels-idx1-ubyte", LABELS_MAGIC)
         if images.ndim != 3 or images.shape[1:] != (28, 28):
             raise DataError(f"{directory}: {prefix} images have shape {images.shape}, expected (N, 28, 28)")
         if labels.ndim != 1 or len(labels) != len(images):
@@ -214,6 +247,9 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool | None 
         if labels.size and labels.max() > 9:
             raise DataError(f"{directory}: {prefix} labels contain {labels.max()}, expected digits 0-9")
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels.astype(np.int64)
+    if verify:  # checksums last: a wrong magic, a truncated file or a label 12 is named as such above
+        for name, (path, data) in raw.items():
+            verify_checksum(path, name, data)
     return MNIST(**arrays)
 
 

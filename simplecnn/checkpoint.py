@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import tempfile
 import zipfile
 from pathlib import Path
@@ -35,11 +36,18 @@ def write_atomically(path: str | os.PathLike, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode (0644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
@@ -51,11 +59,76 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    _check_format(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise CheckpointError(f"{path}: not a readable .npz checkpoint ({e})") from None
+
+
+def _check_format(path: Path) -> None:
+    """Name what the file is when it is not an .npz: a PyTorch pickle, another pickle, text, ..."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError) as e:
+            raise CheckpointError(f"{path}: not a readable .npz checkpoint ({e})") from None
+        if any(name.endswith("data.pkl") for name in names):
+            raise CheckpointError(f"{path}: this is a PyTorch pickle (torch.save), not an .npz; convert it with: "
+                                  f"simplecnn convert {shlex.quote(str(path))} model.npz")
+        return
+    if head.startswith(b"\x80"):
+        raise CheckpointError(f"{path}: this is a Python pickle (perhaps an old torch.save file), not an .npz; "
+                              f"if it is a PyTorch state dict, convert it with: "
+                              f"simplecnn convert {shlex.quote(str(path))} model.npz")
+    if not head.startswith(b"\x93NUMPY"):
+        kind = "a text file" if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head) else "unknown data"
+        raise CheckpointError(f"{path}: not an .npz file (it holds {kind}, not a zip archive of arrays)")
+
+
+def check_finite_state(state: dict[str, np.ndarray], path: str | os.PathLike) -> None:
+    """A checkpoint whose weights hold NaN or infinity evaluates to nonsense: refuse it by name."""
+    bad = [k for k, v in state.items() if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} tensor(s) hold NaN or infinite values ({', '.join(bad[:3])}"
+                              f"{', ...' if len(bad) > 3 else ''}); the run that wrote it diverged")
+
+
+def convert_torch_file(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """A ``torch.save``d state dict (or ``{"state_dict": ...}``) as a portable ``.npz``.
+
+    Read with ``torch.load(weights_only=True)``, which refuses to run code hidden in the pickle.
+    """
+    import torch
+
+    source, target = Path(source), Path(target)
+    if not source.is_file():
+        raise CheckpointError(f"not found: {source}")
+    if target.exists():
+        raise CheckpointError(f"{target} already exists; choose another name or remove it")
+    try:
+        loaded = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, ... for unsafe or corrupt files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{source}: cannot be read safely as a PyTorch state dict ({first})") from None
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise CheckpointError(f"{source}: not a state dict (a dict of tensors)")
+    state = {str(k).removeprefix("module."): v.detach().cpu().numpy() for k, v in loaded.items()}
+    from scratch import SimpleCNN
+    from scratch.module import StateDictError
+
+    try:
+        SimpleCNN().load_state_dict(state)
+    except StateDictError as e:
+        first = str(e).splitlines()[0]
+        raise CheckpointError(f"{source}: does not fit SimpleCNN ({first})") from None
+    save_model(target, state)
 
 
 def save_model(path: str | os.PathLike, state: dict[str, np.ndarray]) -> None:

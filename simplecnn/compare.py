@@ -27,6 +27,9 @@ from scratch.data import epoch_batches, load_mnist, split_mnist
 
 from .backends import NumpyBackend, TorchBackend
 
+#: What ``compare`` writes into its folder.
+COMPARE_FILES = ("compare.json", "compare_losses.png", "compare_drift.png")
+
 
 @dataclass
 class CompareConfig:
@@ -75,7 +78,11 @@ def compare(config: CompareConfig, log=print) -> dict:
     for epoch in range(1, config.epochs + 1):
         batches = epoch_batches(len(data.train_x), config.batch_size, config.seed, epoch)
         steps_per_epoch = len(batches)
+        from .run import _progress_bar
+
+        bar = _progress_bar(len(batches), 0, f"compare epoch {epoch}/{config.epochs}")
         for idx in batches:
+            bar.update(1)
             x, y = data.train_x[idx], data.train_y[idx]
             masks = model.sample_dropout_masks(len(idx))
             history["numpy"]["step_losses"].append(numpy_side.train_step(x, y, masks))
@@ -83,6 +90,7 @@ def compare(config: CompareConfig, log=print) -> dict:
             numpy_state, torch_state = numpy_side.model_state(), torch_side.model_state()
             drift.append(weight_drift(numpy_state, torch_state))
             drift_without_absorbed.append(weight_drift(numpy_state, torch_state, skip=BN_ABSORBED))
+        bar.close()
         for impl, side in (("numpy", numpy_side), ("torch", torch_side)):
             val_loss, val_acc, _ = side.evaluate(data.val_x, data.val_y)
             history[impl]["val_losses"].append(val_loss)

@@ -29,7 +29,9 @@ def plot_losses(train_losses, val_losses, path, title="SimpleCNN") -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = np.arange(1, len(train_losses) + 1)
     ax.plot(epochs, train_losses, "o-", label="training loss")
-    ax.plot(epochs, val_losses, "s--", label="validation loss")
+    if np.isfinite(np.asarray(val_losses, dtype=float)).any():  # --val-split 0: no validation curve
+        ax.plot(epochs, val_losses, "s--", label="validation loss")
+    ax.xaxis.set_major_locator(_pyplot().MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy")
     ax.set_title(title)

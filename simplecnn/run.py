@@ -10,6 +10,7 @@ stops at once. For the NumPy implementation, resuming reproduces the uninterrupt
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import sys
 import time
@@ -22,7 +23,7 @@ from scratch.data import epoch_batches, load_mnist, split_mnist
 from scratch.train import NonFiniteLossError
 
 from .backends import make_backend
-from .checkpoint import MODEL_NAME, load_training_checkpoint, save_model, save_training_checkpoint
+from .checkpoint import MODEL_NAME, load_training_checkpoint, save_model, save_training_checkpoint, write_atomically
 
 
 @dataclass
@@ -46,6 +47,7 @@ class History:
     val_losses: list[float] = field(default_factory=list)
     val_accuracies: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
+    resume_changes: list[dict] = field(default_factory=list)  # options changed on --resume, and when
 
 
 @dataclass
@@ -95,7 +97,55 @@ def _progress_bar(total: int, initial: int, desc: str):
                 disable=None, dynamic_ncols=True)
 
 
-def train(config: TrainConfig, resume: str | None = None, log=print) -> dict:
+#: An epoch's training loss this many times chance level (ln 10, where an untrained network starts) or
+#: this many times the first epoch's is divergence.
+DIVERGENCE_FACTOR = 10.0
+
+
+def _resume_hint(out: Path) -> str:
+    return f"Resume with: simplecnn train --resume {shlex.quote(str(out))}"
+
+
+def _epoch_line(epoch: int, epochs: int, train_loss: float, val_loss: float, val_acc: float, seconds: float) -> str:
+    validation = (f"val loss {val_loss:.4f}, val accuracy {val_acc:.2f}%" if np.isfinite(val_loss)
+                  else "no validation (--val-split 0)")
+    return f"Epoch {epoch}/{epochs}: train loss {train_loss:.4f}, {validation}, {seconds:.1f}s"
+
+
+def _divergence_warning(losses: list[float], lr: float) -> str | None:
+    """One line when the training loss has grown far above where it started: a learning rate too large."""
+    if not losses:
+        return None
+    if losses[-1] > DIVERGENCE_FACTOR * np.log(10) or losses[-1] > DIVERGENCE_FACTOR * losses[0]:
+        first = f", epoch 1: {losses[0]:.4g}" if len(losses) > 1 else ""
+        return (f"warning: the training loss is diverging (epoch {len(losses)}: {losses[-1]:.4g}; an untrained "
+                f"network starts near ln 10 = 2.303{first}); --lr {lr:g} is probably too large (default 1e-3)")
+    return None
+
+
+def _nan_to_none(values: list[float]) -> list[float | None]:
+    return [v if np.isfinite(v) else None for v in values]
+
+
+def _write_outputs(out: Path, config: TrainConfig, history: History, model_state: dict,
+                   test: tuple[float, float] | None) -> dict:
+    """model.npz, metrics.json (test results null until the test evaluation is done) and losses.png."""
+    save_model(out / MODEL_NAME, model_state)
+    metrics = {"impl": config.impl, "epochs": config.epochs, "train_losses": history.train_losses,
+               "val_losses": _nan_to_none(history.val_losses),  # null: no validation (--val-split 0)
+               "val_accuracies": _nan_to_none(history.val_accuracies),
+               "test_loss": test[0] if test else None, "test_accuracy": test[1] if test else None,
+               "seconds": sum(history.epoch_seconds), "epoch_seconds": history.epoch_seconds,
+               "config": asdict(config), "resume_changes": history.resume_changes}
+    text = json.dumps(metrics, indent=2)
+    write_atomically(out / "metrics.json", lambda f: f.write(text.encode()))
+    from .plots import plot_losses
+
+    plot_losses(history.train_losses, history.val_losses, out / "losses.png", title=f"SimpleCNN ({config.impl})")
+    return metrics
+
+
+def train(config: TrainConfig, resume: str | None = None, log=print, changes: dict | None = None) -> dict:
     """Run (or continue) a training run; returns the metrics written to ``metrics.json``."""
     history, progress = History(), Progress()
     out = Path(config.out)
@@ -106,7 +156,12 @@ def train(config: TrainConfig, resume: str | None = None, log=print) -> dict:
         backend.load_optimizer_state(optim_state)
         backend.set_rng_state(meta["rng"])
         history, progress = History(**meta["history"]), Progress(**meta["progress"])
-        log(f"Resuming {config.impl} from epoch {progress.epoch}, step {progress.step} ({resume})")
+        if changes:
+            history.resume_changes.append({"epoch": progress.epoch, "step": progress.step, **changes})
+        if progress.epoch > config.epochs:
+            log(f"All {config.epochs} epochs of the run in {resume} are done; only the test evaluation is left")
+        else:
+            log(f"Resuming {config.impl} from epoch {progress.epoch}, step {progress.step} ({resume})")
 
     data = split_mnist(load_mnist(config.data_dir), config.val_split, config.seed, config.train_limit,
                        np.dtype(config.dtype))
@@ -142,7 +197,7 @@ def train(config: TrainConfig, resume: str | None = None, log=print) -> dict:
                 progress.seconds = time.perf_counter() - start
                 checkpoint()
                 log(f"Interrupted at epoch {epoch}, step {progress.step}/{len(batches)}. Checkpoint saved in "
-                    f"{out}.\nResume with: simplecnn train --resume {out}")
+                    f"{out}.\n{_resume_hint(out)}")
                 raise
             except NonFiniteLossError:
                 bar.close()
@@ -156,27 +211,28 @@ def train(config: TrainConfig, resume: str | None = None, log=print) -> dict:
             history.val_losses.append(val_loss)
             history.val_accuracies.append(val_acc)
             history.epoch_seconds.append(seconds)
-            log(f"Epoch {epoch}/{config.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
-                f"val accuracy {val_acc:.2f}%, {seconds:.1f}s")
+            log(_epoch_line(epoch, config.epochs, train_loss, val_loss, val_acc, seconds))
+            warning = _divergence_warning(history.train_losses, config.lr)
+            if warning:
+                log(warning)
             progress = Progress(epoch=epoch + 1)
             checkpoint()
             if ctrl_c.requested:
-                log(f"Interrupted after epoch {epoch}. Checkpoint saved in {out}.\n"
-                    f"Resume with: simplecnn train --resume {out}")
+                log(f"Interrupted after epoch {epoch}. Checkpoint saved in {out}.\n{_resume_hint(out)}")
                 raise Interrupted
 
-    test_loss, test_acc, _ = backend.evaluate(data.test_x, data.test_y)
+    # The finished epochs' outputs first: a Ctrl-C during the test evaluation loses nothing.
+    try:
+        _write_outputs(out, config, history, backend.model_state(), None)
+        test_loss, test_acc, _ = backend.evaluate(data.test_x, data.test_y)
+    except KeyboardInterrupt:
+        log(f"Interrupted during the test evaluation. The {config.epochs} epochs are saved in {out} "
+            f"(checkpoint.npz, model.npz, metrics.json without test results, losses.png).\n{_resume_hint(out)} "
+            "(only the test evaluation is left)")
+        raise Interrupted from None
     log(f"Test Loss: {test_loss:.4f}, Test Accuracy: {test_acc:.2f}%")
-    save_model(out / MODEL_NAME, backend.model_state())
-    metrics = {"impl": config.impl, "epochs": config.epochs, "train_losses": history.train_losses,
-               "val_losses": history.val_losses, "val_accuracies": history.val_accuracies,
-               "test_loss": test_loss, "test_accuracy": test_acc, "seconds": sum(history.epoch_seconds),
-               "epoch_seconds": history.epoch_seconds, "config": asdict(config)}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    from .plots import plot_losses
-
-    plot_losses(history.train_losses, history.val_losses, out / "losses.png",
-                title=f"SimpleCNN ({config.impl})")
+    metrics = _write_outputs(out, config, history, backend.model_state(), (test_loss, test_acc))
+    log(f"Wrote model.npz, metrics.json, losses.png and checkpoint.npz to {out}")
     return metrics
 
 

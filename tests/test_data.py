@@ -108,7 +108,15 @@ def test_failed_download_says_where_to_put_files(tmp_path, monkeypatch):
     with pytest.raises(DataError) as err:
         load_mnist(tmp_path / "d", download=True, progress=False)
     assert "Put these four files there" in str(err.value) and str(raw_dir(tmp_path / "d")) in str(err.value)
-    assert not any(p.name.endswith(".part") for p in raw_dir(tmp_path / "d").iterdir())
+    assert not (tmp_path / "d").exists()  # an offline first run leaves no empty d/MNIST/raw (nor .part files)
+
+
+def test_failed_download_keeps_a_folder_that_existed(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "MIRRORS", ("file:///nonexistent/mirror/",))
+    raw_dir(tmp_path / "d").mkdir(parents=True)
+    with pytest.raises(DataError):
+        load_mnist(tmp_path / "d", download=True, progress=False)
+    assert raw_dir(tmp_path / "d").is_dir() and not any(raw_dir(tmp_path / "d").iterdir())
 
 
 def test_normalization_and_seeded_split(mnist_dir):

@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("name", nargs="?", choices=NAMES, metavar="NAME",
                    help="the exercise (see `simplecnn exercise list`)")
     p.add_argument("--dir", default="exercises", help="folder of your exercise files (default ./exercises)")
-    p.add_argument("--force", action="store_true", help="start: overwrite your file with a fresh one")
+    p.add_argument("--force", action="store_true",
+                   help="start: overwrite your file with a fresh one (default: keep it)")
 
 
 def _path(args, exercise: Exercise) -> Path:
