@@ -741,6 +741,8 @@ def build_loss(config, dtype, impl: Implementation = REFERENCE):
     or random per element for ``reduction="none"``."""
     rng = np.random.default_rng(config["seed"])
     kind, reduction = config["kind"], config["reduction"]
+    target: np.ndarray
+    loss_fn: Any
     if kind in ("cross_entropy", "multi_margin"):
         n, classes = config["n"], config["classes"]
         weight = rng.uniform(0.2, 3.0, classes).astype(dtype) if config["weighted"] else None

@@ -295,8 +295,9 @@ def _elementwise_loss(kind: str):
 
     def build(fn, module) -> prop.Implementation:
         forward = getattr(module, f"{kind}_forward")
+        base: type[Any] = getattr(prop.REFERENCE, kind)
 
-        class LearnerLoss(getattr(prop.REFERENCE, kind)):
+        class LearnerLoss(base):
             def forward(self, input, target):
                 self._check_same_shape(input, target)
                 value, self._learner_cache = forward(input, target, self.reduction)
