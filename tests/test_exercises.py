@@ -495,3 +495,24 @@ def test_every_known_mistake_is_caught_and_named(tmp_path, name, index):
             assert result.hint == mistake.hint, (check.title, result.outcome, result.hint)
             return
     pytest.fail(f"no check of {name} catches the mistake {mistake.hint!r}")
+
+
+def _github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = heading.lstrip("#").strip().lower()
+    return "".join(c for c in text if c.isalnum() or c in " -_").replace(" ", "-")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_docs_an_exercise_points_at_exist(name):
+    """The chapter ``start`` names and the section a slow solution is pointed at are in docs/."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    exercise = BY_NAME[name]
+    assert (root / exercise.chapter).is_file()
+    path, _, anchor = exercise.vectorization.partition("#")
+    assert path == exercise.chapter
+    if anchor:
+        headings = [line for line in (root / path).read_text().splitlines() if line.startswith("#")]
+        assert anchor in {_github_anchor(h) for h in headings}, headings

@@ -860,12 +860,12 @@ def _loss_exercise(kind: str, title: str, what: str, formula: str, forward, back
     return Exercise(
         name=kind, title=title, chapter="docs/13-losses.md", function=function, signature="grad_output, cache",
         task=f"""
-Forward (given below, {what}): input x and target t of the same shape (any shape, N = x.size elements):
+Forward (given below; {what}): input x and target t of the same shape (any shape, N = x.size elements):
     {formula} per element,   L = mean of l (1/N sum), sum of l, or l itself (reduction "none")
     cache = (input, target, reduction)
 
-Write {function}(grad_output, cache) -> dL/dx (x's shape and dtype). grad_output = dL/dL_value is a
-scalar (0-d array) for "mean" and "sum", an array of x's shape for "none".
+Write {function}(grad_output, cache) -> dL/dx (x's shape and dtype). grad_output, the gradient
+of what the loss returned, is a scalar (0-d array) for "mean" and "sum", an array of x's shape for "none".
 """,
         given=(solutions.reduce_losses, forward), imports=_NP, reference=backward,
         reference_location=f"{location}; simplecnn/exercise/solutions.py `{function}`",
@@ -1354,8 +1354,8 @@ _window_entry(dx_pad, k, kernel, stride, (1, 1), (Ho, Wo)) is a view of entry k 
                       Mistake(_avgpool_variant(add=False), "overlapping windows (stride < kernel) must ADD their "
                                                            "shares into a shared pixel, not overwrite each other")),
             timing_inputs=_timing_avgpool,
-            vectorization="docs/12-average-pooling.md"),
-        _loss_exercise("mse", "the gradient of the mean squared error", "MSELoss",
+            vectorization="docs/12-average-pooling.md#vectorization"),
+        _loss_exercise("mse", "the gradient of the mean squared error", "torch's nn.MSELoss",
                        "l = (x - t)^2", solutions.mse_forward, solutions.mse_backward,
                        "scratch/loss.py `MSELoss`",
                        checks=(_fd("dL/dx matches central differences", prop.loss_configs("mse", kinks=False),
@@ -1366,7 +1366,7 @@ _window_entry(dx_pad, k, kernel, stride, (1, 1), (Ho, Wo)) is a view of entry k 
                                  Mistake(_loss_without_mean(solutions.mse_backward),
                                          "the 1/N is missing: reduction='mean' averages over the N elements, and "
                                          "so does its gradient"))),
-        _loss_exercise("l1", "the gradient of the mean absolute error (L1)", "L1Loss",
+        _loss_exercise("l1", "the gradient of the mean absolute error (L1)", "torch's nn.L1Loss",
                        "l = |x - t|", solutions.l1_forward, solutions.l1_backward, "scratch/loss.py `L1Loss`",
                        checks=(_fd("dL/dx matches central differences (x != t)", prop.loss_configs("l1", kinks=False),
                                    prop.loss_matches_finite_differences),
@@ -1379,7 +1379,7 @@ _window_entry(dx_pad, k, kernel, stride, (1, 1), (Ho, Wo)) is a view of entry k 
                                  Mistake(_loss_without_mean(solutions.l1_backward),
                                          "the 1/N is missing: reduction='mean' averages over the N elements, and "
                                          "so does its gradient"))),
-        _loss_exercise("mean_bias_error", "the gradient of the mean bias error", "MeanBiasError",
+        _loss_exercise("mean_bias_error", "the gradient of the mean bias error", "the guide's; torch has none",
                        "l = x - t (signed)", solutions.mean_bias_error_forward, solutions.mean_bias_error_backward,
                        "scratch/loss.py `MeanBiasError`",
                        checks=(_fd("dL/dx matches central differences",
@@ -1441,8 +1441,8 @@ one step of torch.optim.SGD for one parameter, updating theta and momentum_buffe
 step = t, already incremented (1 at the first step); weight_decay is L2, added to the gradient; with
 nesterov the update looks ahead along the buffer. Do not modify grad.
 
-Hints: torch starts the buffer as the gradient itself at the first step (no dampening then); read the
-chapter's 'SGD with momentum' for the order of the updates.
+Hints: torch starts the buffer as the gradient itself at the first step (no dampening then); the
+chapter's 'Momentum' and 'Nesterov momentum' give the order of the updates.
 """,
             given=(), imports=_NP, reference=solutions.sgd_update,
             reference_location="scratch/optim.py `SGD.step`; simplecnn/exercise/solutions.py `sgd_update`",
