@@ -181,7 +181,7 @@ def torch_twin(layer: Layer) -> nn.Module:
 
 def torch_simplecnn(model: scratch.SimpleCNN) -> TorchSimpleCNN:
     """``torch_impl.SimpleCNN`` holding ``model``'s weights and buffers (same keys, same dtype)."""
-    twin = TorchSimpleCNN().to(TORCH_DTYPES[model.dtype])
+    twin = TorchSimpleCNN(model.num_classes, model.activation, model.pool).to(TORCH_DTYPES[model.dtype])
     twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
     twin.train(model.training)
     return twin
