@@ -176,3 +176,58 @@ def test_the_link_rules_catch_mistakes(tmp_path):
     assert missing(linked, tmp_path / "mod.py") == ["c"]
     (match,) = NAMES_IN_LINK.finditer(prose(doc))
     assert missing(BACKTICKED.findall(match["names"]), tmp_path / "mod.py") == ["zz"]
+
+
+# ---- Numbers the docs quote from the code ----------------------------------------------------------------
+
+
+def latex_number(x: float) -> str:
+    """``1e-11`` -> ``$10^{-11}$``, ``3e-05`` -> ``$3 \\cdot 10^{-5}$``: how the docs write a tolerance."""
+    mantissa, exponent = f"{x:e}".split("e")
+    digits = mantissa.rstrip("0").rstrip(".")
+    power = f"10^{{{int(exponent)}}}"
+    return f"${power}$" if digits == "1" else f"${digits} \\cdot {power}$"
+
+
+def test_latex_number():
+    assert [latex_number(x) for x in (1e-11, 3e-5, 2.5e-3, 1e4)] == [
+        "$10^{-11}$", "$3 \\cdot 10^{-5}$", "$2.5 \\cdot 10^{-3}$", "$10^{4}$"]
+
+
+def test_tolerance_table_matches_the_code():
+    """docs/10's table of forward/backward tolerances is ``TOLERANCES`` of torch_impl/mirror.py."""
+    import numpy as np
+
+    from torch_impl.mirror import TOLERANCES
+
+    text = (DOCS / "10-verifying-gradients.md").read_text(encoding="utf-8")
+    for dtype, tol in TOLERANCES.items():
+        row = re.search(rf"^\| {np.dtype(dtype).name} \|[^|\n]*\|(?P<fwd>[^|\n]*)\|(?P<bwd>[^|\n]*)\|$", text, re.M)
+        assert row, f"docs/10 has no tolerance row for {np.dtype(dtype).name}"
+        assert (row["fwd"].strip(), row["bwd"].strip()) == (latex_number(tol.forward), latex_number(tol.backward))
+
+
+def profile_examples() -> dict[str, int]:
+    """``max_examples`` of each hypothesis profile registered in parity_tests/conftest.py (read with ast,
+    so that loading the profiles does not change this session's hypothesis settings)."""
+    tree = ast.parse((ROOT / "parity_tests" / "conftest.py").read_text(encoding="utf-8"))
+    found = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "register_profile":
+            keywords = {k.arg: k.value for k in node.keywords}
+            found[ast.literal_eval(node.args[0])] = ast.literal_eval(keywords["max_examples"])
+    return found
+
+
+def test_profile_sizes_match_the_code():
+    """The example counts docs/10 and parity_tests/conftest.py's docstring quote are the registered ones."""
+    from parity_tests.parity import whole_network_examples
+
+    profiles = profile_examples()
+    assert set(profiles) == {"ci", "thorough"}
+    docs = prose(DOCS / "10-verifying-gradients.md")
+    conftest = (ROOT / "parity_tests" / "conftest.py").read_text(encoding="utf-8")
+    for name, count in profiles.items():
+        network = whole_network_examples(count)
+        assert re.search(rf"`{name}`[^\n]*: {count} examples per property \({network} for the whole", docs), name
+        assert re.search(rf"``{name}``[^\n]*: {count} examples per property \({network} for the whole", conftest), name
