@@ -20,8 +20,8 @@ Backward, with ``g = dL/dy`` laid out like the columns (O rows, one column per o
 * ``dL/dw = g @ cols.T``   (every output position adds ``g * patch``),
 * ``dL/db = g.sum(over n, i, j)``,
 * ``dL/dcols = w2.T @ g``, and ``dL/dx`` is *col2im* of that: each patch entry is added back to the
-  input pixel it was copied from. Patches overlap when the stride is smaller than the kernel, so the
-  scatter must *add*; it does so with one slice-add per kernel offset, the mirror image of im2col.
+  input pixel it was copied from. Patches overlap when the stride is smaller than the dilated kernel's
+  span ``d (k - 1) + 1``, so the scatter must *add*; it does so with one slice-add per kernel offset, the mirror image of im2col.
 
 Speed: the column order. The matrix products run near the machine's peak whatever the order of the
 N*Ho*Wo columns, so the only question is how cheaply im2col and col2im move memory. NumPy copies a

@@ -12,7 +12,8 @@ routes each output gradient to its window's winner and sends nothing to the othe
 
     dL/dx[pixel] = sum over the windows whose winner is that pixel of dL/dy[window]
 
-It is a *sum* because windows overlap when ``stride < kernel``: one pixel can win several windows.
+It is a *sum* because windows overlap when ``stride < d (k - 1) + 1`` (the dilated kernel's span): one
+pixel can win several windows.
 
 Ties follow PyTorch's CPU kernel exactly: it scans a window row by row and replaces the running
 maximum only on a strictly greater value (or a NaN), so the *first* maximum in scan order wins and
@@ -20,7 +21,8 @@ gets the whole gradient. (Sending it to every tied maximum is a classic bug: tie
 MNIST's constant background after ReLU.)
 
 Vectorization: one loop over the kh*kw kernel offsets, never over pixels. For offset (u, v) the
-strided slice ``xp[:, :, u::s, v::s]`` holds that offset's candidate for *every* window at once.
+strided slice ``xp[:, :, d_h u::s_h, d_w v::s_w]`` (rows ``d_h u, d_h u + s_h, ...``, cut to Ho rows
+and Wo columns) holds that offset's candidate for *every* window at once.
 
 * Forward copies the kh*kw slices into one contiguous array ``candidates`` of shape
   (kh*kw, N, C, Ho, Wo): ``candidates[k]`` is entry k (scan order, k = u*kw + v) of every window. The
@@ -33,7 +35,8 @@ strided slice ``xp[:, :, u::s, v::s]`` holds that offset's candidate for *every*
   because, for one offset, different windows hit different pixels. Windows that overlap (stride <
   kernel) add their offsets' contributions; windows that do not overlap (the common 2x2, stride 2
   case) simply write. (Multiplying by the mask is 3x faster than ``np.where(mask, g, 0)``; the two
-  differ only for an infinite or NaN upstream gradient, where ``inf * 0`` gives NaN instead of 0.)
+  differ only for an infinite or NaN upstream gradient, where ``inf * 0`` gives NaN instead of 0, so
+  such a gradient, checked once per call, takes the ``np.where`` path: the losers get 0, as in torch.)
 * NaN: a window containing NaN has ``y = NaN`` (``max`` propagates it, as PyTorch does), and since
   PyTorch's scan also replaces the running maximum on *every* NaN, the *last* NaN wins there.
 """
@@ -130,9 +133,12 @@ def maxpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     overlapping = sh < dh * (kh - 1) + 1 or sw < dw * (kw - 1) + 1
     dx_pad = np.zeros(padded_shape, dtype=grad_out.dtype)
+    finite = bool(np.isfinite(grad_out).all())
     for k in range(kh * kw):
         target = _window_entry(dx_pad, k, kernel, stride, dilation, grad_out.shape[2:])
-        if overlapping:
+        if not finite:                             # rare: inf * 0 would be NaN; torch gives the losers 0
+            target += np.where(is_winner[k], grad_out, 0)
+        elif overlapping:
             target += grad_out * is_winner[k]
         else:                                      # each pixel is in one window at most: write
             np.multiply(grad_out, is_winner[k], out=target)
