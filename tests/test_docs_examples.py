@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from scratch.batchnorm import channel_sums
+from scratch.module import Parameter
+from scratch.optim import Adam
 
 
 def running_float32_sums(x: np.ndarray) -> np.ndarray:
@@ -32,3 +34,31 @@ def test_channel_sums_beats_a_running_float32_sum():
     assert ours < 1e-7, f"channel_sums: relative error {ours:.2g}"
     assert running > 100 * ours, f"running sum {running:.2g} vs channel_sums {ours:.2g}"
     np.testing.assert_array_equal(x, x_before)
+
+
+def test_adam_sparse_gradient_step_reaches_the_papers_bound():
+    """docs/09, "The update": after 5000 zero gradients, one gradient moves the parameter by
+    lr * (1 - b1) / sqrt(1 - b2) * sqrt(1 - b2^t) / (1 - b1^t) = 3.15 lr, close to the Adam paper's bound
+    lr * (1 - b1) / sqrt(1 - b2) = 3.16 lr, and never above it; a constant gradient moves it by lr."""
+    lr, (beta1, beta2) = 1e-3, (0.9, 0.999)
+    param = Parameter(np.zeros(2))
+    adam = Adam({"p": param}, lr=lr, betas=(beta1, beta2))
+    param.grad = np.zeros(2)
+    for _ in range(5000):
+        adam.step()
+    assert np.all(param.data == 0)
+    param.grad = np.array([2.5, -0.4])                    # the step does not depend on the scale of g
+    adam.step()
+    t = adam.step_count
+    expected = lr * (1 - beta1) / np.sqrt(1 - beta2) * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+    np.testing.assert_allclose(-param.data, expected * np.sign(param.grad), rtol=1e-5)
+    bound = lr * (1 - beta1) / np.sqrt(1 - beta2)
+    assert round(bound / lr, 2) == 3.16 and round(expected / lr, 2) == 3.15
+    assert np.all(np.abs(param.data) <= bound)
+
+    steady = Parameter(np.zeros(2))
+    adam = Adam({"p": steady}, lr=lr, betas=(beta1, beta2))
+    steady.grad = np.array([2.5, -0.4])
+    for step in range(1, 4):
+        adam.step()
+        np.testing.assert_allclose(-steady.data, step * lr * np.sign(steady.grad), rtol=1e-5)
