@@ -52,7 +52,10 @@ def _channel(v: np.ndarray) -> np.ndarray:
 
 
 def channel_sums(a: np.ndarray) -> np.ndarray:
-    """Per-channel sum of ``a`` (N, C, H, W) over (n, h, w), as float64 (see the module docstring)."""
+    """Per-channel sum of ``a`` (N, C, H, W) over (n, h, w), as float64 (see the module docstring).
+
+    Chapter: docs/05-batch-normalization.md.
+    """
     n, c = a.shape[:2]
     row_sums = np.einsum("ncp->nc", a.reshape(n, c, -1))   # (N, C), in a's dtype
     return row_sums.sum(axis=0, dtype=np.float64)           # (C,): the N partial sums, in float64
@@ -60,7 +63,10 @@ def channel_sums(a: np.ndarray) -> np.ndarray:
 
 def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
                         running_var: np.ndarray, training: bool, momentum: float, eps: float):
-    """``y = gamma * x_hat + beta``. In training, updates ``running_*`` in place. Returns ``(y, cache)``."""
+    """``y = gamma * x_hat + beta``. In training, updates ``running_*`` in place. Returns ``(y, cache)``.
+
+    Chapter: docs/05-batch-normalization.md.
+    """
     x_hat = np.empty_like(x)
     y = np.empty_like(x)                               # first a scratch buffer for the squares
     if training:
@@ -81,7 +87,10 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, runn
 
 
 def batchnorm2d_backward(grad_out: np.ndarray, cache):
-    """Gradients ``(dx, dgamma, dbeta)`` from ``grad_out = dL/dy`` (see the module docstring)."""
+    """Gradients ``(dx, dgamma, dbeta)`` from ``grad_out = dL/dy`` (see the module docstring).
+
+    Chapter: docs/05-batch-normalization.md.
+    """
     x_hat, inv_std, gamma, training = cache
     g = grad_out
     g_x_hat = g * x_hat                                # reused below as scratch space
@@ -105,6 +114,8 @@ class BatchNorm2d(Layer):
     """``nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1)`` in NumPy (affine, tracking statistics).
 
     ``momentum=None`` gives PyTorch's cumulative moving average (momentum ``1 / num_batches_tracked``).
+
+    Chapter: docs/05-batch-normalization.md.
     """
 
     buffer_names = ("running_mean", "running_var", "num_batches_tracked")

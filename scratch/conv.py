@@ -21,7 +21,8 @@ Backward, with ``g = dL/dy`` laid out like the columns (O rows, one column per o
 * ``dL/db = g.sum(over n, i, j)``,
 * ``dL/dcols = w2.T @ g``, and ``dL/dx`` is *col2im* of that: each patch entry is added back to the
   input pixel it was copied from. Patches overlap when the stride is smaller than the dilated kernel's
-  span ``d (k - 1) + 1``, so the scatter must *add*; it does so with one slice-add per kernel offset, the mirror image of im2col.
+  span ``d (k - 1) + 1``, so the scatter must *add*; it does so with one slice-add per kernel offset,
+  the mirror image of im2col.
 
 Speed: the column order. The matrix products run near the machine's peak whatever the order of the
 N*Ho*Wo columns, so the only question is how cheaply im2col and col2im move memory. NumPy copies a
@@ -59,7 +60,7 @@ Pair = tuple[int, int]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """Output length along one axis: ``(size + 2p - d(k-1) - 1) // s + 1``."""
+    """Output length along one axis: ``(size + 2p - d(k-1) - 1) // s + 1``. (docs/03-convolution.md)"""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
@@ -78,13 +79,18 @@ def to_batch_last(a: np.ndarray) -> np.ndarray:
     Two copies: first swap N and C (moving whole H*W planes), then transpose each channel's (N, H*W)
     block. Each block is small enough to stay in cache while it is transposed; a one-step transpose
     jumps across the whole array for every number it writes, and is ~5x slower.
+
+    Chapter: docs/03-convolution.md.
     """
     a_cn = np.ascontiguousarray(a.transpose(1, 0, 2, 3))          # (C, N, H, W)
     return np.ascontiguousarray(a_cn.transpose(0, 2, 3, 1))        # (C, H, W, N)
 
 
 def from_batch_last(a: np.ndarray) -> np.ndarray:
-    """(C, H, W, N) -> contiguous (N, C, H, W): :func:`to_batch_last` undone, in the same two copies."""
+    """(C, H, W, N) -> contiguous (N, C, H, W): :func:`to_batch_last` undone, in the same two copies.
+
+    Chapter: docs/03-convolution.md.
+    """
     a_cn = np.ascontiguousarray(a.transpose(0, 3, 1, 2))          # (C, N, H, W)
     return np.ascontiguousarray(a_cn.transpose(1, 0, 2, 3))        # (N, C, H, W)
 
@@ -98,6 +104,8 @@ def im2col(x_pad: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out_hw
     Batch last: ``x_pad`` is (C, H, W, N) and the result (C, kh, kw, Ho, Wo, N), i.e. one
                 (C*kh*kw, Ho*Wo*N) patch matrix for the whole batch.
     ``out``, if it has the result's shape and dtype, is filled instead of a new array.
+
+    Chapter: docs/03-convolution.md.
     """
     (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
     if batch_last:
@@ -126,6 +134,8 @@ def col2im(dcols: np.ndarray, padded_shape: tuple[int, ...], stride: Pair, dilat
 
     ``padded_shape`` and the result are in the layout im2col read: (N, C, H, W), or (C, H, W, N) when
     ``batch_last``.
+
+    Chapter: docs/03-convolution.md.
     """
     if batch_last:
         _, kh, kw, ho, wo, _ = dcols.shape
@@ -153,6 +163,8 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     ``batch_last`` chooses the column order of the patch matrix (module docstring); ``None`` picks the
     faster one for this shape. The result is the same either way. ``cols_out`` is memory for the patch
     matrix, used when it has the right shape (see "Memory" in the module docstring).
+
+    Chapter: docs/03-convolution.md.
     """
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
@@ -182,6 +194,8 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
     ``dx`` is ``None`` when ``need_input_grad`` is false (the first layer, whose input is the data).
     ``db`` is ``None`` for a convolution without bias. The cache can be used once: ``dL/dcols`` is
     written over the patch matrix, which is not needed any more once ``dw`` is known.
+
+    Chapter: docs/03-convolution.md.
     """
     cols, weight, padded_shape, input_shape, stride, padding, dilation, has_bias, batch_last = cache
     o, n = weight.shape[0], input_shape[0]
@@ -215,6 +229,8 @@ class Conv2d(Layer):
 
     ``need_input_grad=False`` skips dL/dx in backward (PyTorch skips it too when the input does not
     require a gradient): the network's first convolution has no layer below it to send it to.
+
+    Chapter: docs/03-convolution.md.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,

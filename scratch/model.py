@@ -33,7 +33,10 @@ from .pool import MaxPool2d
 
 
 class Sequential:
-    """Named layers run in order. Parameters and state are keyed ``<layer name>.<parameter name>``."""
+    """Named layers run in order. Parameters and state are keyed ``<layer name>.<parameter name>``.
+
+    Chapter: docs/01-overview.md.
+    """
 
     def __init__(self, layers: dict[str, Layer]):
         self.layers = dict(layers)
@@ -100,6 +103,8 @@ class SimpleCNN(Sequential):
 
     Initialization draws from one NumPy generator and dropout from a second one, both derived from
     ``seed``, so resuming a run only needs the dropout generator's state.
+
+    Chapter: docs/01-overview.md.
     """
 
     input_shape = (1, 28, 28)

@@ -19,7 +19,10 @@ def _pad(x: np.ndarray, padding, value=0.0) -> np.ndarray:
 
 
 def conv2d_forward_naive(x, weight, bias, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-    """``y[n, o, i, j] = b[o] + sum_{c,u,v} w[o, c, u, v] xp[n, c, s i + d u, s j + d v]``."""
+    """``y[n, o, i, j] = b[o] + sum_{c,u,v} w[o, c, u, v] xp[n, c, s i + d u, s j + d v]``.
+
+    Chapter: docs/03-convolution.md.
+    """
     n, _, h, w = x.shape
     o, _, kh, kw = weight.shape
     (sh, sw), (dh, dw) = stride, dilation
@@ -36,7 +39,10 @@ def conv2d_forward_naive(x, weight, bias, stride=(1, 1), padding=(0, 0), dilatio
 
 
 def conv2d_backward_naive(grad_out, x, weight, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-    """``(dx, dw, db)``: each output position adds ``g * patch`` to dw and ``g * w`` to its patch of dx."""
+    """``(dx, dw, db)``: each output position adds ``g * patch`` to dw and ``g * w`` to its patch of dx.
+
+    Chapter: docs/03-convolution.md.
+    """
     _, _, kh, kw = weight.shape
     (sh, sw), (dh, dw_), (ph, pw) = stride, dilation, padding
     xp = _pad(x, padding)
@@ -70,6 +76,8 @@ def maxpool2d_forward_naive(x, kernel, stride, padding=(0, 0), dilation=(1, 1), 
     the *first* in scan order wins, and a window holding NaN outputs NaN with its *last* NaN as winner.
     Padding cells are skipped (they never win); ``winners[n, c, i, j]`` is the winner's (row, column)
     in ``x``.
+
+    Chapter: docs/04-max-pooling.md.
     """
     n, c, h, w = x.shape
     (ph, pw) = padding
@@ -95,7 +103,7 @@ def maxpool2d_forward_naive(x, kernel, stride, padding=(0, 0), dilation=(1, 1), 
 
 
 def maxpool2d_backward_naive(grad_out, x, winners):
-    """Each window's gradient is added to its winner's position."""
+    """Each window's gradient is added to its winner's position. (docs/04-max-pooling.md)"""
     dx = np.zeros_like(x)
     for (a, b, i, j), (r, s) in winners.items():
         dx[a, b, r, s] += grad_out[a, b, i, j]
@@ -119,7 +127,10 @@ def _avgpool_windows(input_hw, kernel, stride, padding, ceil_mode, count_include
 
 def avgpool2d_forward_naive(x, kernel, stride, padding=(0, 0), ceil_mode=False, count_include_pad=True,
                             divisor_override=None):
-    """``y[n, c, i, j] = sum of the window's input pixels / divisor``, one window at a time."""
+    """``y[n, c, i, j] = sum of the window's input pixels / divisor``, one window at a time.
+
+    Chapter: docs/12-average-pooling.md.
+    """
     windows = list(_avgpool_windows(x.shape[2:], kernel, stride, padding, ceil_mode, count_include_pad,
                                     divisor_override))
     ho, wo = windows[-1][0][0] + 1, windows[-1][0][1] + 1
@@ -131,7 +142,7 @@ def avgpool2d_forward_naive(x, kernel, stride, padding=(0, 0), ceil_mode=False, 
 
 def avgpool2d_backward_naive(grad_out, x, kernel, stride, padding=(0, 0), ceil_mode=False, count_include_pad=True,
                              divisor_override=None):
-    """Each window adds ``g / divisor`` to every input pixel it covers."""
+    """Each window adds ``g / divisor`` to every input pixel it covers. (docs/12-average-pooling.md)"""
     dx = np.zeros_like(x, dtype=grad_out.dtype)
     for (i, j), rows, cols, divisor in _avgpool_windows(x.shape[2:], kernel, stride, padding, ceil_mode,
                                                         count_include_pad, divisor_override):

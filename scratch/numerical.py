@@ -6,8 +6,8 @@ For a scalar function ``f`` of an array ``x``::
 
 with error (h^2 / 6) |f'''| from truncation plus about u |f| / h from rounding (u = 1.1e-16, float64's
 unit roundoff). At the default h = 1e-6 truncation is about 2e-13 |f'''| and rounding about 1e-10 |f|:
-rounding dominates for well-scaled functions (docs/10-verifying-gradients.md, "Finite differences"). One loop over the elements of ``x``:
-slow by design, for small test shapes only.
+rounding dominates for well-scaled functions (docs/10-verifying-gradients.md, "Finite differences").
+One loop over the elements of ``x``: slow by design, for small test shapes only.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ import numpy as np
 
 
 def numerical_gradient(f: Callable[[], float], x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """``df/dx`` by central differences, perturbing ``x`` in place and restoring it exactly."""
+    """``df/dx`` by central differences, perturbing ``x`` in place and restoring it exactly.
+
+    Chapter: docs/10-verifying-gradients.md.
+    """
     if x.dtype != np.float64:
         raise ValueError(f"numerical_gradient needs float64 (got {x.dtype}): float32 rounding swamps it")
     grad = np.zeros_like(x)

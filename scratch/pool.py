@@ -53,7 +53,10 @@ Pair = tuple[int, int]
 
 def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int,
                      ceil_mode: bool) -> int:
-    """Output length along one axis, PyTorch's ``pooling_output_shape`` (ceil mode included)."""
+    """Output length along one axis, PyTorch's ``pooling_output_shape`` (ceil mode included).
+
+    Chapter: docs/04-max-pooling.md.
+    """
     span = size + 2 * padding - dilation * (kernel - 1) - 1
     out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + padding:
@@ -80,7 +83,10 @@ def _keep_first(mask: np.ndarray) -> np.ndarray:
 
 def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
                       dilation: Pair = (1, 1), ceil_mode: bool = False):
-    """``y = maxpool(x)``. Returns ``(y, cache)``; the cache holds every window's entries and ``y``."""
+    """``y = maxpool(x)``. Returns ``(y, cache)``; the cache holds every window's entries and ``y``.
+
+    Chapter: docs/04-max-pooling.md.
+    """
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     ho = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
@@ -116,7 +122,10 @@ def _inside_input(kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out
 
 
 def maxpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
-    """``dL/dx``: every window's gradient goes to its winner; overlapping windows add up."""
+    """``dL/dx``: every window's gradient goes to its winner; overlapping windows add up.
+
+    Chapter: docs/04-max-pooling.md.
+    """
     candidates, y, padded_shape, input_shape, kernel, stride, (ph, pw), dilation = cache
     # The winner of each window: the first entry equal to the max, or, where the max is NaN, the last NaN.
     is_max = candidates == y
@@ -147,7 +156,10 @@ def maxpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
 
 
 class MaxPool2d(Layer):
-    """``nn.MaxPool2d(kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False)`` in NumPy."""
+    """``nn.MaxPool2d(kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False)`` in NumPy.
+
+    Chapter: docs/04-max-pooling.md.
+    """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False):
         super().__init__()
@@ -193,6 +205,8 @@ def avgpool_divisors(size: int, kernel: int, stride: int, padding: int, out: int
     cover padding (positions < 0 or >= size) but, in ceil mode, never more than the padding.
     ``count_include_pad`` divides by ``end - start``; otherwise by the input positions only,
     ``min(end, size) - max(start, 0)``. The 2-D divisor is the product of the row and column counts.
+
+    Chapter: docs/12-average-pooling.md.
     """
     start = np.arange(out) * stride - padding
     end = np.minimum(start + kernel, size + padding)
@@ -209,6 +223,8 @@ def avgpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair =
     Zero padding adds nothing to a window's sum, so the sum is the same with or without it: only the
     divisor depends on ``count_include_pad``. One loop over the kh*kw kernel offsets adds the strided
     slice of every window's entry at once (as in max-pooling).
+
+    Chapter: docs/12-average-pooling.md.
     """
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
@@ -240,6 +256,8 @@ def avgpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
 
     Every entry of a window gets the same share of its gradient; overlapping windows (stride < kernel)
     add their shares. Shares that land on padding are dropped by the final crop.
+
+    Chapter: docs/12-average-pooling.md.
     """
     divisor, padded_shape, input_shape, kernel, stride, (ph, pw) = cache
     share = grad_out / divisor
@@ -252,7 +270,10 @@ def avgpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
 
 class AvgPool2d(Layer):
     """``nn.AvgPool2d(kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-    divisor_override=None)`` in NumPy."""
+    divisor_override=None)`` in NumPy.
+
+    Chapter: docs/12-average-pooling.md.
+    """
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                  count_include_pad: bool = True, divisor_override: int | None = None):

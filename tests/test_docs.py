@@ -231,3 +231,15 @@ def test_profile_sizes_match_the_code():
         network = whole_network_examples(count)
         assert re.search(rf"`{name}`[^\n]*: {count} examples per property \({network} for the whole", docs), name
         assert re.search(rf"``{name}``[^\n]*: {count} examples per property \({network} for the whole", conftest), name
+
+
+def test_every_public_scratch_function_and_class_names_its_chapter():
+    """docs/README.md promises it: each public function's and class's docstring names an existing chapter."""
+    problems = []
+    for source in sorted((ROOT / "scratch").glob("*.py")):
+        for node in ast.parse(source.read_text(encoding="utf-8")).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                named = re.findall(r"docs/[\w.-]+\.md", ast.get_docstring(node) or "")
+                if not named or not all((ROOT / p).is_file() for p in named):
+                    problems.append(f"{source.name}:{node.lineno} {node.name}")
+    assert not problems, f"docstrings that name no (existing) chapter: {problems}"
