@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratch.batchnorm import channel_sums
+from scratch.model import SimpleCNN
 from scratch.module import Parameter
 from scratch.optim import Adam
 
@@ -62,3 +63,14 @@ def test_adam_sparse_gradient_step_reaches_the_papers_bound():
     for step in range(1, 4):
         adam.step()
         np.testing.assert_allclose(-steady.data, step * lr * np.sign(steady.grad), rtol=1e-5)
+
+
+def test_conv1_and_batch1_have_the_largest_sums():
+    """docs/10, "Tolerances": conv1's weight gradient and batch1's statistics sum 576 N terms (24 x 24
+    outputs), nine times the 64 N of conv2's (8 x 8 outputs)."""
+    net = SimpleCNN(seed=0, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28))
+    conv1 = net.conv1(x)
+    conv2 = net.conv2(net.max1(net.relu1(net.batch1(conv1))))
+    assert conv1.shape[2:] == (24, 24) and conv2.shape[2:] == (8, 8)
+    assert conv1[0, 0].size == 576 and conv1[0, 0].size == 9 * conv2[0, 0].size
