@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratch.batchnorm import channel_sums
+from scratch.batchnorm import batchnorm2d_backward, batchnorm2d_forward, channel_sums
+from scratch.conv import conv2d_backward, conv2d_forward
+from scratch.loss import cross_entropy
 from scratch.model import SimpleCNN
 from scratch.module import Parameter
 from scratch.optim import Adam
+from scratch.pool import maxpool2d_backward, maxpool2d_forward
 
 
 def running_float32_sums(x: np.ndarray) -> np.ndarray:
@@ -74,3 +77,64 @@ def test_conv1_and_batch1_have_the_largest_sums():
     conv2 = net.conv2(net.max1(net.relu1(net.batch1(conv1))))
     assert conv1.shape[2:] == (24, 24) and conv2.shape[2:] == (8, 8)
     assert conv1[0, 0].size == 576 and conv1[0, 0].size == 9 * conv2[0, 0].size
+
+
+# ---- The worked examples that open the chapters -----------------------------------------------------------
+
+
+def row(*values: float) -> np.ndarray:
+    """A 1-D example as the (1, 1, 1, W) float64 image the 2-D functions take."""
+    return np.array(values, dtype=np.float64).reshape(1, 1, 1, -1)
+
+
+def test_conv_worked_example():
+    """docs/03, "A worked example by hand": a 1-D convolution with stride 2 whose windows overlap."""
+    x, w, b = row(1, 2, -1, 3, 0), row(1, -2, 1), np.array([1.0])
+    y, cache = conv2d_forward(x, w, b, stride=(1, 2))
+    np.testing.assert_array_equal(y, row(-3, -6))
+    dx, dw, db = conv2d_backward(row(2, -1), cache)
+    np.testing.assert_array_equal(dw, row(3, 1, -2))
+    np.testing.assert_array_equal(db, [1.0])
+    np.testing.assert_array_equal(dx, row(2, -4, 1, 2, -1))
+
+
+def test_maxpool_worked_example():
+    """docs/04, "A worked example by hand": the tied left window sends its gradient to the first 3 only."""
+    x = np.array([[1, 3, 0, 2], [3, 2, 5, 1]], dtype=np.float64).reshape(1, 1, 2, 4)
+    y, cache = maxpool2d_forward(x, kernel=(2, 2), stride=(2, 2))
+    np.testing.assert_array_equal(y, row(3, 5))
+    dx = maxpool2d_backward(row(2, -1), cache)
+    np.testing.assert_array_equal(dx.reshape(2, 4), [[0, 2, 0, 0], [0, 0, -1, 0]])
+
+
+def test_batchnorm_worked_example():
+    """docs/05, "A worked example by hand": batch-norm of (2, 2, 4, 4) with gamma 2, beta 0.5, eps 0."""
+    x = np.array([2.0, 2.0, 4.0, 4.0]).reshape(4, 1, 1, 1)
+    running_mean, running_var = np.zeros(1), np.ones(1)
+    y, cache = batchnorm2d_forward(x, np.array([2.0]), np.array([0.5]), running_mean, running_var,
+                                   training=True, momentum=0.1, eps=0.0)
+    np.testing.assert_array_equal(y.ravel(), [-1.5, -1.5, 2.5, 2.5])
+    dx, dgamma, dbeta = batchnorm2d_backward(np.array([1.0, 3.0, -2.0, 2.0]).reshape(4, 1, 1, 1), cache)
+    np.testing.assert_allclose(dx.ravel(), [-2, 2, -4, 4], rtol=1e-15)
+    np.testing.assert_array_equal([dgamma[0], dbeta[0]], [-4, 4])
+
+
+def test_cross_entropy_worked_example():
+    """docs/08, "A worked example by hand": logits (2, 1, 0), target class 0, the digits the chapter prints."""
+    loss, grad = cross_entropy(np.array([[2.0, 1.0, 0.0]]), np.array([0]))
+    assert round(loss, 4) == 0.4076
+    np.testing.assert_array_equal(np.round(grad, 4), [[-0.3348, 0.2447, 0.0900]])
+    np.testing.assert_array_equal(np.round(grad + [[1, 0, 0]], 4), [[0.6652, 0.2447, 0.0900]])   # p
+
+
+def test_adam_worked_example():
+    """docs/09, "A worked example by hand": two Adam steps with gradients 0.5 and -0.5, lr 0.1."""
+    param = Parameter(np.array([1.0]))
+    adam = Adam({"p": param}, lr=0.1)
+    expected = [  # m, v, theta after each step, as the chapter's table prints them
+        (0.05, 0.00025, 0.9), (-0.005, 0.00049975, 0.9052632)]
+    for g, (m, v, theta) in zip((0.5, -0.5), expected, strict=True):
+        param.grad = np.array([g])
+        adam.step()
+        np.testing.assert_allclose([adam.exp_avg["p"][0], adam.exp_avg_sq["p"][0]], [m, v], rtol=1e-12)
+        assert round(float(param.data[0]), 7) == theta
