@@ -29,7 +29,11 @@ The rules, for every Markdown file in ``docs/`` and the top-level ``README.md`` 
    (a ``.py`` file under ``parity_tests/`` or ``tests/``), so a chapter can list its tests under one
    link to their file, and renaming a test without updating the docs fails here.
 
-5. **Every chapter exists**: the files in :data:`CHAPTERS`, each starting with a level-1 heading, and
+5. **A line anchor points at the definition.** In ``[`name`](file.py#L120)`` line 120 of the file
+   defines the (last part of the) name: ``def name``, ``class name`` or ``name = ...``. After editing the
+   code, ``make anchors`` (``python tests/test_docs.py``) moves every anchor to its definition's line.
+
+6. **Every chapter exists**: the files in :data:`CHAPTERS`, each starting with a level-1 heading, and
    every ``docs/<name>.md`` that a docstring in ``scratch/`` points to.
 
 Everything is text processing and :func:`ast.parse`; the whole module runs in well under a second.
@@ -110,6 +114,53 @@ def relative_links(path: Path):
         yield match["text"], (path.parent / written).resolve(), written
 
 
+ANCHOR = re.compile(r"#L(\d+)$")
+
+
+def definition_line(name: str, source: Path) -> int | None:
+    """The 1-based line that defines ``name``'s last part in ``source`` (the first such line), or None."""
+    last = name.split(".")[-1]
+    pattern = re.compile(rf"^\s*(?:(?:async\s+)?def|class)\s+{re.escape(last)}\b|^{re.escape(last)}\s*[:=]")
+    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
+        if pattern.match(line):
+            return number
+    return None
+
+
+def anchored_links(path: Path):
+    """``(name, target path, line)`` for every ``[`name`](file.py#Ln)`` link in ``path``."""
+    for match in LINK.finditer(FENCE.sub("", path.read_text(encoding="utf-8"))):   # fresh: fix_anchors writes
+        name, anchor = LINK_NAME.match(match["text"].strip()), ANCHOR.search(match["target"])
+        if name and anchor and match["target"].split("#", 1)[0].endswith(".py"):
+            yield name["name"], (path.parent / match["target"].split("#", 1)[0]).resolve(), int(anchor[1])
+
+
+def fix_anchors(path: Path) -> bool:
+    """Give every ``[`name`](file.py)`` link in ``path`` the anchor of ``name``'s definition (added, or
+    moved to the current line). Returns whether the file changed."""
+    text = path.read_text(encoding="utf-8")
+
+    def anchored(match: re.Match) -> str:
+        name, target = LINK_NAME.match(match["text"].strip()), match["target"]
+        file = target.split("#", 1)[0]
+        if not name or not file.endswith(".py") or ("#" in target and not ANCHOR.search(target)):
+            return match[0]
+        source = (path.parent / file).resolve()
+        line = definition_line(name["name"], source) if source.is_file() else None
+        return match[0] if line is None else f"[{match['text']}]({file}#L{line})"
+
+    fenced = [m.span() for m in FENCE.finditer(text)]
+    pieces, start = [], 0
+    for a, b in fenced + [(len(text), len(text))]:
+        pieces.append(LINK.sub(anchored, text[start:a]))
+        pieces.append(text[a:b])
+        start = b
+    new = "".join(pieces)
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def missing(names, source: Path) -> list[str]:
     defined = defined_names(source)
     return [name for name in names if not all(part in defined for part in name.split("."))]
@@ -162,6 +213,27 @@ def test_named_tests_exist_in_the_linked_test_files(doc):
     unknown = sorted({name for name in TEST_NAME.findall(prose(doc)) if name not in defined})
     assert not unknown, (f"{doc.relative_to(ROOT)} names tests that none of the test files it links to "
                          f"({sorted(p.name for p in linked)}) defines: {unknown}")
+
+
+@pytest.mark.parametrize("doc", markdown_files(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_line_anchors_point_at_the_definition(doc):
+    wrong = [f"[`{name}`]({target.name}#L{line}): defined at line {definition_line(name, target)}"
+             for name, target, line in anchored_links(doc)
+             if target.is_file() and definition_line(name, target) != line]
+    assert not wrong, f"{doc.relative_to(ROOT)}: stale line anchors (run `make anchors`): {wrong}"
+
+
+def test_fix_anchors_adds_and_moves_anchors(tmp_path):
+    (tmp_path / "mod.py").write_text("X = 1\n\n\nclass A:\n    def b(self): pass\n", encoding="utf-8")
+    doc = tmp_path / "doc.md"
+    doc.write_text("[`A.b`](mod.py#L1) [`X`](mod.py) [`gone`](mod.py) [file](mod.py)\n```\n[`X`](mod.py)\n```\n",
+                   encoding="utf-8")
+    assert [line for _, _, line in anchored_links(doc)] == [1]
+    assert fix_anchors(doc)
+    assert doc.read_text(encoding="utf-8") == (
+        "[`A.b`](mod.py#L5) [`X`](mod.py#L1) [`gone`](mod.py) [file](mod.py)\n```\n[`X`](mod.py)\n```\n")
+    assert [(name, line) for name, _, line in anchored_links(doc)] == [("A.b", 5), ("X", 1)]
+    assert not fix_anchors(doc)
 
 
 def test_the_link_rules_catch_mistakes(tmp_path):
@@ -243,3 +315,8 @@ def test_every_public_scratch_function_and_class_names_its_chapter():
                 if not named or not all((ROOT / p).is_file() for p in named):
                     problems.append(f"{source.name}:{node.lineno} {node.name}")
     assert not problems, f"docstrings that name no (existing) chapter: {problems}"
+
+
+if __name__ == "__main__":  # make anchors
+    changed = [path.relative_to(ROOT).as_posix() for path in markdown_files() if fix_anchors(path)]
+    print("anchors updated in: " + (", ".join(changed) if changed else "nothing"))
