@@ -39,6 +39,10 @@ lint: install
 anchors: install
 	$(BIN)/python tests/test_docs.py
 
+# The computational-graph figure of each chapter (docs/images/graph_NN.png), drawn by docs/figures.py.
+figures: install
+	MPLBACKEND=Agg $(BIN)/python docs/figures.py
+
 bench: install
 	$(BIN)/python benchmarks/train_step.py $(ARGS)
 

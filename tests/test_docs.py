@@ -320,3 +320,41 @@ def test_every_public_scratch_function_and_class_names_its_chapter():
 if __name__ == "__main__":  # make anchors
     changed = [path.relative_to(ROOT).as_posix() for path in markdown_files() if fix_anchors(path)]
     print("anchors updated in: " + (", ".join(changed) if changed else "nothing"))
+
+
+IMAGE = re.compile(r"!\[[^\]\n]*\]\((?P<target>[^)\s]+)\)")
+
+
+@functools.cache
+def load_figures():
+    """docs/figures.py as a module (it is a script, not part of a package)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("docs_figures", DOCS / "figures.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module           # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_images_exist_and_every_chapter_graph_is_drawn_and_shown():
+    """Every embedded image exists; docs/figures.py draws a graph for each chapter that shows one, and
+    each graph it draws is shown by its chapter (``make figures`` regenerates them)."""
+    figures = load_figures()
+    shown = {}
+    for doc in markdown_files():
+        for match in IMAGE.finditer(prose(doc)):
+            target = (doc.parent / match["target"]).resolve()
+            assert target.is_file(), f"{doc.relative_to(ROOT)}: missing image {match['target']}"
+            if target.name.startswith("graph_"):
+                shown[target.stem.removeprefix("graph_")] = doc.name
+    assert set(shown) == set(figures.GRAPHS)
+    assert all(doc.startswith(number + "-") for number, doc in shown.items()), shown
+
+
+def test_a_graph_is_drawn(tmp_path):
+    figures = load_figures()
+    path = figures.draw("04", figures.GRAPHS["04"], tmp_path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
