@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from scratch.batchnorm import batchnorm2d_backward, batchnorm2d_forward, channel_sums
-from scratch.conv import conv2d_backward, conv2d_forward
+from scratch.conv import conv2d_backward, conv2d_forward, conv_output_size
+from scratch.linear import linear_backward, linear_forward
 from scratch.loss import cross_entropy
 from scratch.model import SimpleCNN
 from scratch.module import Parameter
@@ -138,3 +139,46 @@ def test_adam_worked_example():
         adam.step()
         np.testing.assert_allclose([adam.exp_avg["p"][0], adam.exp_avg_sq["p"][0]], [m, v], rtol=1e-12)
         assert round(float(param.data[0]), 7) == theta
+
+
+# ---- The answers to the chapters' pen-and-paper exercises --------------------------------------------------
+
+
+def test_exercise_answers():
+    """docs/03, 04, 05, 07, 08, "Exercises": the numeric answers, recomputed."""
+    y, cache = conv2d_forward(row(1, 0, 2, 1), row(1, 1), np.array([0.0]))
+    dx, dw, db = conv2d_backward(row(1, 2, -1), cache)
+    np.testing.assert_array_equal(y, row(1, 2, 3))
+    np.testing.assert_array_equal(dw, row(-1, 3))
+    np.testing.assert_array_equal(db, [2.0])
+    np.testing.assert_array_equal(dx, row(1, 3, 1, -1))
+    assert conv_output_size(28, 5, 2, 2, 1) == 14
+
+    _, cache = maxpool2d_forward(np.array([[2.0, 2.0], [1.0, 2.0]]).reshape(1, 1, 2, 2), (2, 2), (2, 2))
+    np.testing.assert_array_equal(maxpool2d_backward(np.full((1, 1, 1, 1), 7.0), cache).ravel(), [7, 0, 0, 0])
+    _, cache = maxpool2d_forward(row(1, 2, 5, 0, 3), (1, 3), (1, 2))
+    np.testing.assert_array_equal(maxpool2d_backward(row(1, 2), cache), row(0, 0, 3, 0, 0))
+
+    x, running_var = np.array([0.0, 4.0]).reshape(2, 1, 1, 1), np.ones(1)
+    y, cache = batchnorm2d_forward(x, np.ones(1), np.zeros(1), np.zeros(1), running_var, True, 0.1, 0.0)
+    np.testing.assert_array_equal(y.ravel(), [-1, 1])
+    np.testing.assert_array_equal(batchnorm2d_backward(np.array([3.0, 5.0]).reshape(2, 1, 1, 1), cache)[0], 0)
+    running_var = np.ones(1)
+    x4 = np.array([1.0, 2.0, 4.0, 5.0])                      # biased variance 2.5
+    batchnorm2d_forward(x4.reshape(4, 1, 1, 1), np.ones(1), np.zeros(1), np.zeros(1), running_var, True, 0.1, 0.0)
+    assert round(float(running_var[0]), 4) == 1.2333
+
+    _, (dx, dw, db) = linear_forward_backward(np.array([[1.0, 2.0]]), np.array([[3.0, 1.0], [0.0, 2.0]]),
+                                              np.array([[1.0, -1.0]]))
+    np.testing.assert_array_equal(dw, [[1, 2], [-1, -2]])
+    np.testing.assert_array_equal(db, [1, -1])
+    np.testing.assert_array_equal(dx, [[3, -1]])
+
+    loss, grad = cross_entropy(np.zeros((2, 2)), np.array([1, 1]))
+    assert round(loss, 4) == 0.6931
+    np.testing.assert_array_equal(grad, [[0.25, -0.25], [0.25, -0.25]])
+
+
+def linear_forward_backward(x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray):
+    y, cache = linear_forward(x, weight, np.zeros(weight.shape[0]))
+    return y, linear_backward(grad_out, cache)
