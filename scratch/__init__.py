@@ -55,6 +55,7 @@ from .pool import (
                           avgpool2d_forward,
                           maxpool2d_backward,
                           maxpool2d_forward,
+                          maxpool2d_indices,
 )
 
 __all__ = [
@@ -105,6 +106,7 @@ __all__ = [
                           "log_softmax_forward",
                           "maxpool2d_backward",
                           "maxpool2d_forward",
+                          "maxpool2d_indices",
                           "no_grad",
                           "relu_backward",
                           "relu_forward",

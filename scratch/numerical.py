@@ -4,10 +4,10 @@ For a scalar function ``f`` of an array ``x``::
 
     df/dx[i] ~ (f(x + h e_i) - f(x - h e_i)) / (2 h)
 
-with error (h^2 / 6) |f'''| from truncation plus about u |f| / h from rounding (u = 1.1e-16, float64's
-unit roundoff). At the default h = 1e-6 truncation is about 2e-13 |f'''| and rounding about 1e-10 |f|:
-rounding dominates for well-scaled functions (docs/10-verifying-gradients.md, "Finite differences").
-One loop over the elements of ``x``: slow by design, for small test shapes only.
+with error h^2 |f'''| / 6 from truncation plus about eps_machine * |f| / h from rounding; in float64 with
+h = 1e-6 truncation is about 2e-13 and rounding about 1e-10 for well-scaled functions, so rounding dominates.
+One loop over the elements of ``x``:
+slow by design, for small test shapes only.
 """
 
 from __future__ import annotations

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import numpy as np
 
 from .loss import cross_entropy
 from .model import Sequential
 from .module import no_grad
-from .optim import Adam
+
+
+class Stepper(Protocol):
+    """Any optimizer of ``scratch.optim``: all the loop needs is ``step()``. (docs/01-overview.md)"""
+
+    def step(self) -> None: ...
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -30,9 +36,9 @@ class NonFiniteLossError(FloatingPointError):
         self.epoch, self.step, self.loss = epoch, step, loss
 
 
-def train_step(model: Sequential, optimizer: Adam, x: np.ndarray, y: np.ndarray,
+def train_step(model: Sequential, optimizer: Stepper, x: np.ndarray, y: np.ndarray,
                dropout_masks: dict[str, np.ndarray] | None = None) -> float:
-    """One forward, backward and Adam step on a batch. Returns the batch's mean loss. (docs/01-overview.md)"""
+    """One forward, backward and optimizer step on a batch. Returns the batch's mean loss. (docs/01-overview.md)"""
     logits = model.forward(x, dropout_masks)
     loss, dlogits = cross_entropy(logits, y)
     model.backward(dlogits)
@@ -40,7 +46,7 @@ def train_step(model: Sequential, optimizer: Adam, x: np.ndarray, y: np.ndarray,
     return loss
 
 
-def train_one_epoch(model: Sequential, optimizer: Adam, images: np.ndarray, labels: np.ndarray,
+def train_one_epoch(model: Sequential, optimizer: Stepper, images: np.ndarray, labels: np.ndarray,
                     batches: Iterable[np.ndarray], epoch: int = 1,
                     after_step: Callable[[int, float], None] | None = None, first_step: int = 1) -> float:
     """Train on every batch of indices in ``batches``; returns the mean of the batch losses.
