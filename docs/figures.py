@@ -87,6 +87,22 @@ GRAPHS: dict[str, Graph] = {
         "Σ G·y": (4.3, 0, "op"), "f": (5.6, 0, "value")},
         [("x", "layer", "scratch / torch / finite diff."), ("layer", "y", "G"), ("y", "Σ G·y", "G"),
          ("Σ G·y", "f", "1")]),
+    "11": Graph("elementwise activations: each backward is g times a local slope", {
+        "x": (0, 0, "value"), "σ(x), tanh(x), ...": (1.9, 0, "op"), "y": (3.8, 0, "value")},
+        [("x", "σ(x), tanh(x), ...", "g y(1−y), g(1−y²), ..."), ("σ(x), tanh(x), ...", "y", "g")]),
+    "12": Graph("average pooling: add distributes, then scale", {
+        "x": (0, 0, "value"), "window sum": (1.8, 0, "op"), "÷ divisor": (3.5, 0, "op"), "y": (5.0, 0, "value")},
+        [("x", "window sum", "the same share to each entry"), ("window sum", "÷ divisor", "g / divisor"),
+         ("÷ divisor", "y", "g")]),
+    "13": Graph("a loss: per-element terms, then a reduction", {
+        "input": (0, 0, "value"), "target": (0, 1.0, "value"), "ℓ(input, target)": (1.9, 0, "op"),
+        "mean / sum": (3.7, 0, "op"), "L": (5.1, 0, "value")},
+        [("input", "ℓ(input, target)", "dℓ/dinput · grad_output"), ("target", "ℓ(input, target)", ""),
+         ("ℓ(input, target)", "mean / sum", "1/N or 1"), ("mean / sum", "L", "1")]),
+    "14": Graph("SGD with momentum: the gradient feeds a velocity", {
+        "g": (0, 0, "value"), "b ← μb + g": (1.8, 0, "op"), "θ −= η b": (3.6, 0, "op"),
+        "θ": (5.1, 0, "value")},
+        [("g", "b ← μb + g", ""), ("b ← μb + g", "θ −= η b", ""), ("θ −= η b", "θ", "")]),
 }
 
 
