@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from scratch.activations import (
+    leaky_relu_backward,
+    leaky_relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    softmax_backward,
+    softmax_forward,
+)
 from scratch.batchnorm import batchnorm2d_backward, batchnorm2d_forward, channel_sums
 from scratch.conv import conv2d_backward, conv2d_forward, conv_output_size
 from scratch.linear import linear_backward, linear_forward
-from scratch.loss import cross_entropy
+from scratch.loss import L1Loss, MSELoss, cross_entropy
 from scratch.model import SimpleCNN
 from scratch.module import Parameter
-from scratch.optim import Adam
-from scratch.pool import maxpool2d_backward, maxpool2d_forward
+from scratch.optim import SGD, Adam
+from scratch.pool import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
 
 
 def running_float32_sums(x: np.ndarray) -> np.ndarray:
@@ -182,3 +190,30 @@ def test_exercise_answers():
 def linear_forward_backward(x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray):
     y, cache = linear_forward(x, weight, np.zeros(weight.shape[0]))
     return y, linear_backward(grad_out, cache)
+
+
+def test_exercise_answers_of_chapters_11_to_14():
+    """docs/11, 12, 13, 14, "Exercises": the numeric answers, recomputed."""
+    y, cache = sigmoid_forward(np.zeros(1))
+    np.testing.assert_array_equal(sigmoid_backward(np.array([2.0]), cache), [0.5])
+    _, slope = leaky_relu_forward(np.array([-3.0, 0.0]))
+    np.testing.assert_allclose(leaky_relu_backward(np.array([5.0, 5.0]), slope), [0.05, 0.05], rtol=1e-15)
+    _, cache = softmax_forward(np.zeros((1, 2)), dim=1)
+    np.testing.assert_array_equal(softmax_backward(np.array([[1.0, 0.0]]), cache), [[0.25, -0.25]])
+
+    _, cache = avgpool2d_forward(np.zeros((1, 1, 1, 4)), (1, 3), (1, 1))
+    np.testing.assert_allclose(avgpool2d_backward(row(3, 6), cache), row(1, 3, 3, 2), rtol=1e-15)
+
+    mse = MSELoss()
+    assert mse(np.array([1.0, 3.0]), np.zeros(2)) == 5
+    np.testing.assert_array_equal(mse.backward(), [1, 3])
+    l1 = L1Loss()
+    l1(np.array([0.5, -2.0]), np.array([0.5, -2.0]))
+    np.testing.assert_array_equal(l1.backward(), [0, 0])
+
+    theta = Parameter(np.zeros(1))
+    sgd = SGD({"theta": theta}, lr=0.1, momentum=0.9)
+    for expected in (-0.1, -0.29):
+        theta.grad = np.ones(1)
+        sgd.step()
+        np.testing.assert_allclose(theta.data, [expected], rtol=1e-15)
