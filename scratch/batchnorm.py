@@ -1,10 +1,10 @@
 """Batch normalization over channels (PyTorch's ``nn.BatchNorm2d``), forward and backward.
 
 Notation (docs/05-batch-normalization.md): input ``x`` (N, C, H, W); the statistics of channel c are
-taken over its ``m = N*H*W`` values. In training::
+taken over its ``n_c = N*H*W`` values (``m`` in the code). In training::
 
     mu      = mean(x)                          over (n, h, w), per channel
-    var     = mean((x - mu)^2)                 the *biased* variance (divide by m)
+    var     = mean((x - mu)^2)                 the *biased* variance (divide by n_c)
     inv_std = 1 / sqrt(var + eps)
     x_hat   = (x - mu) * inv_std
     y       = gamma * x_hat + beta             gamma = ``weight``, beta = ``bias``
@@ -12,7 +12,7 @@ taken over its ``m = N*H*W`` values. In training::
 and the running statistics move towards the batch's (momentum is the weight of the *new* value)::
 
     running_mean = (1 - momentum) * running_mean + momentum * mu
-    running_var  = (1 - momentum) * running_var  + momentum * var * m / (m - 1)   (unbiased)
+    running_var  = (1 - momentum) * running_var  + momentum * var * n_c / (n_c - 1)   (unbiased)
 
 In evaluation, ``mu`` and ``var`` are the running statistics, constants with respect to x.
 

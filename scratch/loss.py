@@ -2,16 +2,16 @@
 classes (``CrossEntropyLoss``, ``MSELoss``, ``L1Loss``, ``MultiMarginLoss``, ``MeanBiasError``,
 docs/13-losses.md) at the end of this module.
 
-Notation (docs/08-softmax-cross-entropy.md): logits ``z`` (N, K), integer targets ``t`` (N,)::
+Notation (docs/08-softmax-cross-entropy.md): logits ``z`` (N, K), integer targets ``tau`` (N,)::
 
-    log p[n, k] = z[n, k] - logsumexp(z[n])          (log-softmax)
-    L = -(1/N) sum_n log p[n, t_n]                   (reduction "mean"; "sum" drops the 1/N)
+    log pi[n, k] = z[n, k] - logsumexp(z[n])         (log-softmax; ``log_p`` in the code)
+    L = -(1/N) sum_n log pi[n, tau_n]                (reduction "mean"; "sum" drops the 1/N)
 
 Numerical stability: ``logsumexp(z) = max(z) + log(sum(exp(z - max(z))))``. After subtracting the
 row maximum every exponent is <= 0, so nothing overflows and at least one term is exp(0) = 1, so the
 log never sees 0. Logits of +-1e4 stay finite.
 
-Gradient: ``dL/dz[n, k] = (softmax(z)[n, k] - [k == t_n]) / N``: the predicted probabilities minus
+Gradient: ``dL/dz[n, k] = (softmax(z)[n, k] - [k == tau_n]) / N``: the predicted probabilities minus
 the one-hot target, averaged over the batch.
 """
 
@@ -207,17 +207,17 @@ def _check_class_indices(name: str, target, shape: tuple[int, ...], classes: int
 class CrossEntropyLoss(_Loss):
     """``nn.CrossEntropyLoss(weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0)``.
 
-    Input: logits ``z`` of shape (N, C) or (N, C, d1, ...) (classes on axis 1), or (C,) for one sample.
+    Input: logits ``z`` of shape (N, K) or (N, K, d1, ...) (K classes on axis 1), or (K,) for one sample.
     Target: class indices (N,) / (N, d1, ...) / (), or class probabilities of the input's shape. Every
-    case is one formula with a coefficient ``a[n, c] >= 0`` per logit (docs/13-losses.md)::
+    case is one formula with a coefficient ``a[n, k] >= 0`` per logit (docs/13-losses.md)::
 
-        l[n] = -sum_c a[n, c] log p[n, c]        log p = log_softmax(z) over the classes
-        dl[n]/dz[n, c] = (sum_k a[n, k]) p[n, c] - a[n, c]
+        l[n] = -sum_k a[n, k] log pi[n, k]       log pi = log_softmax(z) over the classes
+        dl[n]/dz[n, k] = (sum_k' a[n, k']) pi[n, k] - a[n, k]
 
-    Class indices: ``a[n, c] = w[t_n] (1 - eps) [c == t_n] + eps w[c] / C`` (``eps = label_smoothing``,
-    ``w = weight`` or ones), and ``a[n] = 0`` where ``t_n == ignore_index``; "mean" divides by
-    ``sum_n w[t_n]`` over the samples not ignored. Probabilities ``q``: ``a[n, c] = w[c] ((1 - eps) q[n, c]
-    + eps / C)``; "mean" divides by the number of samples N*d1*... .
+    Class indices: ``a[n, k] = w[tau_n] (1 - eps) [k == tau_n] + eps w[k] / K`` (``eps = label_smoothing``,
+    ``w = weight`` or ones), and ``a[n] = 0`` where ``tau_n == ignore_index``; "mean" divides by
+    ``sum_n w[tau_n]`` over the samples not ignored. Probabilities ``tau[n, k]``: ``a[n, k] = w[k] ((1 - eps)
+    tau[n, k] + eps / K)``; "mean" divides by the number of samples N*d1*... .
     """
 
     def __init__(self, weight: np.ndarray | None = None, ignore_index: int = -100, reduction: str = "mean",
@@ -281,14 +281,14 @@ class CrossEntropyLoss(_Loss):
 class MultiMarginLoss(_Loss):
     """``nn.MultiMarginLoss(p=1, margin=1.0, weight=None, reduction="mean")``: the multi-class hinge.
 
-    For scores ``x`` (N, C) (or (C,), one sample) and target classes ``y`` (N,), with
-    ``z[n, j] = margin - x[n, y_n] + x[n, j]``::
+    For scores ``x`` (N, K) (or (K,), one sample) and target classes ``tau`` (N,), with
+    ``z[n, j] = margin - x[n, tau_n] + x[n, j]`` and the exponent ``P = p``::
 
-        l[n] = w[y_n] / C * sum_{j != y_n} max(0, z[n, j])^p
-        dl[n]/dx[n, j] = w[y_n] / C * p z^(p-1) [z > 0]          (j != y_n)
-        dl[n]/dx[n, y_n] = -sum_{j != y_n} dl[n]/dx[n, j]
+        l[n] = w[tau_n] / K * sum_{j != tau_n} max(0, z[n, j])^P
+        dl[n]/dx[n, j] = w[tau_n] / K * P z^(P-1) [z > 0]          (j != tau_n)
+        dl[n]/dx[n, tau_n] = -sum_{j != tau_n} dl[n]/dx[n, j]
 
-    The division by the number of classes C is PyTorch's (the guide's hinge has none). At exactly
+    The division by the number of classes K is PyTorch's (the guide's hinge has none). At exactly
     ``z = 0`` the gradient is 0, as in PyTorch (its kernel tests ``z > 0``).
 
     Chapter: docs/13-losses.md.

@@ -173,10 +173,12 @@ class SGD(Optimizer):
     """``torch.optim.SGD(params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False)``::
 
         g     = g + weight_decay * theta
-        b     = g                                   (first step: the buffer starts as the gradient)
-        b     = momentum * b + (1 - dampening) * g  (later steps)
-        g     = g + momentum * b  (nesterov)   or   g = b  (classical momentum)
+        phi   = g                                       (first step: the buffer starts as the gradient)
+        phi   = momentum * phi + (1 - dampening) * g    (later steps)
+        g     = g + momentum * phi  (nesterov)   or   g = phi  (classical momentum)
         theta = theta - lr * g
+
+    ``phi`` is ``momentum_buffer`` and ``momentum`` the docs' rho.
 
     With ``momentum = 0`` this is plain gradient descent ``theta -= lr * g``; whether it is batch,
     stochastic or mini-batch gradient descent depends only on how many samples ``g`` was averaged over.
@@ -284,8 +286,8 @@ class RMSprop(Optimizer):
         v     = alpha * v + (1 - alpha) * g^2        square_avg
         m     = m + (1 - alpha) * (g - m)            grad_avg (centered only)
         avg   = sqrt(v - m^2) + eps  (centered)  or  sqrt(v) + eps
-        b     = momentum * b + g / avg               momentum_buffer (momentum > 0 only)
-        theta = theta - lr * b   (momentum > 0)  or  theta - lr * g / avg
+        phi   = momentum * phi + g / avg             momentum_buffer (momentum > 0 only)
+        theta = theta - lr * phi   (momentum > 0)  or  theta - lr * g / avg
 
     Chapter: docs/14-optimizers.md.
     """
