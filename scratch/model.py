@@ -96,7 +96,8 @@ class Sequential:
 
 
 class SimpleCNN(Sequential):
-    """The project's network. ``seed`` fixes the initial weights and the dropout masks.
+    """The project's network: ``num_classes`` outputs (the last layer follows). ``seed`` fixes the
+    initial weights and the dropout masks.
 
     Initialization draws from one NumPy generator and dropout from a second one, both derived from
     ``seed``, so resuming a run only needs the dropout generator's state.
@@ -105,7 +106,10 @@ class SimpleCNN(Sequential):
     input_shape = (1, 28, 28)
     dropout_names = ("dropout1", "dropout2")
 
-    def __init__(self, seed: int | None = None, dtype=np.float32):
+    def __init__(self, num_classes: int = 10, *, seed: int | None = None, dtype=np.float32):
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+            raise ValueError(f"SimpleCNN: num_classes must be a positive int, got {num_classes!r}")
+        self.num_classes = int(num_classes)
         self.dtype = require_float_dtype(dtype)
         init_seed, dropout_seed = np.random.SeedSequence(seed).spawn(2)
         init_rng = np.random.default_rng(init_seed)
@@ -124,7 +128,7 @@ class SimpleCNN(Sequential):
             "flatten": Flatten(),
             "fc1": Linear(1024, 512, rng=init_rng, dtype=dtype),
             "relu3": ReLU(),
-            "fc2": Linear(512, 10, rng=init_rng, dtype=dtype),
+            "fc2": Linear(512, self.num_classes, rng=init_rng, dtype=dtype),
         })
 
     def forward(self, x: np.ndarray, dropout_masks: dict[str, np.ndarray] | None = None) -> np.ndarray:

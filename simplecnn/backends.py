@@ -19,15 +19,18 @@ IMPLEMENTATIONS = ("numpy", "torch")
 class NumpyBackend:
     impl = "numpy"
 
-    def __init__(self, seed: int, dtype=np.float32, lr: float = 1e-3, device: str = "cpu"):
+    def __init__(self, seed: int, dtype=np.float32, lr: float = 1e-3, device: str = "cpu", *,
+                 num_classes: int = 10):
         self.dtype = np.dtype(dtype)
-        self.model = scratch.SimpleCNN(seed=seed, dtype=self.dtype)
+        self.model = scratch.SimpleCNN(num_classes, seed=seed, dtype=self.dtype)
         self.optimizer = scratch.Adam(self.model.parameters(), lr=lr)
+        self.loss_fn = scratch.CrossEntropyLoss()
         self.device = "cpu"
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray], epoch: int,
                     after_step: Callable[[int, float], None] | None = None, first_step: int = 1) -> float:
-        return scratch_train.train_one_epoch(self.model, self.optimizer, x, y, batches, epoch, after_step,
+        return scratch_train.train_one_epoch(self.model, self.loss_fn, self.optimizer,
+                                             scratch_train.index_batches(x, y, batches), epoch, after_step,
                                              first_step)
 
     def train_step(self, x: np.ndarray, y: np.ndarray, dropout_masks=None) -> float:
@@ -59,7 +62,8 @@ class NumpyBackend:
 class TorchBackend:
     impl = "torch"
 
-    def __init__(self, seed: int, dtype=np.float32, lr: float = 1e-3, device: str = "auto"):
+    def __init__(self, seed: int, dtype=np.float32, lr: float = 1e-3, device: str = "auto", *,
+                 num_classes: int = 10):
         import torch
 
         from torch_impl import SimpleCNN
@@ -69,8 +73,9 @@ class TorchBackend:
         self.device = torch_train.resolve_device(device)
         self.dtype = np.dtype(dtype)
         torch.manual_seed(seed)  # PyTorch's own initialization, and its dropout masks
-        self.model = SimpleCNN().to(device=self.device, dtype=getattr(torch, self.dtype.name))
+        self.model = SimpleCNN(num_classes).to(device=self.device, dtype=getattr(torch, self.dtype.name))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.loss_fn = torch.nn.CrossEntropyLoss()
         self.param_names = [name for name, _ in self.model.named_parameters()]
 
     def _tensor(self, a: np.ndarray):
@@ -78,8 +83,8 @@ class TorchBackend:
 
     def train_epoch(self, x, y, batches, epoch, after_step=None, first_step: int = 1) -> float:
         loader = self.torch_train.make_loader(x, y, batches)
-        return self.torch_train.train_one_epoch(self.model, self.optimizer, loader, self.device, epoch,
-                                                after_step, first_step)
+        return self.torch_train.train_one_epoch(self.model, self.loss_fn, self.optimizer, loader, self.device,
+                                                epoch, after_step, first_step)
 
     def train_step(self, x: np.ndarray, y: np.ndarray, dropout_masks=None) -> float:
         masks = {k: self._tensor(v) for k, v in (dropout_masks or {}).items()}
@@ -143,9 +148,10 @@ class TorchBackend:
                                           self.device)
 
 
-def make_backend(impl: str, seed: int = 0, dtype=np.float32, lr: float = 1e-3, device: str = "auto"):
+def make_backend(impl: str, seed: int = 0, dtype=np.float32, lr: float = 1e-3, device: str = "auto", *,
+                 num_classes: int = 10):
     if impl == "numpy":
-        return NumpyBackend(seed, dtype, lr)
+        return NumpyBackend(seed, dtype, lr, num_classes=num_classes)
     if impl == "torch":
-        return TorchBackend(seed, dtype, lr, device)
+        return TorchBackend(seed, dtype, lr, device, num_classes=num_classes)
     raise ValueError(f"--impl must be one of {', '.join(IMPLEMENTATIONS)}, got {impl!r}")

@@ -21,6 +21,8 @@ import numpy as np
 
 from scratch.data import epoch_batches, load_mnist, split_mnist
 from scratch.train import NonFiniteLossError
+from scratch.train import epoch_line as _epoch_line
+from scratch.train import progress_bar as _progress_bar
 
 from .backends import make_backend
 from .checkpoint import MODEL_NAME, load_training_checkpoint, save_model, save_training_checkpoint, write_atomically
@@ -90,13 +92,6 @@ class _CtrlC:
         return False
 
 
-def _progress_bar(total: int, initial: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, leave=False, unit="batch",
-                disable=None, dynamic_ncols=True)
-
-
 #: An epoch's training loss this many times chance level (ln 10, where an untrained network starts) or
 #: this many times the first epoch's is divergence.
 DIVERGENCE_FACTOR = 10.0
@@ -104,12 +99,6 @@ DIVERGENCE_FACTOR = 10.0
 
 def _resume_hint(out: Path) -> str:
     return f"Resume with: simplecnn train --resume {shlex.quote(str(out))}"
-
-
-def _epoch_line(epoch: int, epochs: int, train_loss: float, val_loss: float, val_acc: float, seconds: float) -> str:
-    validation = (f"val loss {val_loss:.4f}, val accuracy {val_acc:.2f}%" if np.isfinite(val_loss)
-                  else "no validation (--val-split 0)")
-    return f"Epoch {epoch}/{epochs}: train loss {train_loss:.4f}, {validation}, {seconds:.1f}s"
 
 
 def _divergence_warning(losses: list[float], lr: float) -> str | None:
