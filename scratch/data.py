@@ -276,9 +276,9 @@ def _progress_bar(total: int, name: str, enabled: bool):
 
 def _where_to_put_files(directory: Path, info: DatasetInfo, reason: str) -> str:
     names = "\n  ".join(f"{n}  (or {n}.gz)" for n in FILE_NAMES)
-    if info.folder is None:
-        return (f"{info.title} {directory}: not a complete MNIST-format folder ({reason}).\n"
-                f"--dataset idx needs all four files there:\n  {names}")
+    if info.folder is None:  # one line: the folder, what is missing, what it needs
+        return (f"{directory}: not a complete MNIST-format folder ({reason}); --dataset idx needs all four of "
+                f"{', '.join(FILE_NAMES)} (each raw or .gz)")
     return (f"{info.title} not found in {directory} ({reason}).\nPut these four files there:\n  {names}\n"
             f"or point --data-dir / SIMPLECNN_DATA at a folder containing {info.folder}/raw/.")
 

@@ -131,16 +131,44 @@ def convert_torch_file(source: str | os.PathLike, target: str | os.PathLike) -> 
     save_model(target, state)
 
 
-def save_model(path: str | os.PathLike, state: dict[str, np.ndarray]) -> None:
-    save_arrays(path, state)
+#: The extra 0-d string entry of ``model.npz`` holding the model's configuration as JSON (``num_classes``,
+#: ``dataset``, ...): what ``evaluate`` and ``compare`` rebuild the network from. Missing keys mean the defaults.
+MODEL_CONFIG_KEY = "simplecnn.config"
+
+
+def save_model(path: str | os.PathLike, state: dict[str, np.ndarray], config: dict | None = None) -> None:
+    arrays = dict(state)
+    if config is not None:
+        arrays[MODEL_CONFIG_KEY] = np.array(json.dumps(config))
+    save_arrays(path, arrays)
 
 
 def load_model(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A model state dict from ``model.npz`` or from the ``model.*`` part of a ``checkpoint.npz``."""
+    """A model state dict from ``model.npz`` (its config entry dropped) or from the ``model.*`` part of a
+    ``checkpoint.npz``."""
     arrays = load_arrays(path)
     if "meta" in arrays:
         return {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
+    arrays.pop(MODEL_CONFIG_KEY, None)
     return arrays
+
+
+def load_model_config(path: str | os.PathLike) -> dict:
+    """The configuration recorded with a model: the JSON entry of a ``model.npz`` ({} for files written
+    without one), or ``meta["config"]`` of a ``checkpoint.npz``."""
+    arrays = load_arrays(path)
+    try:
+        if "meta" in arrays:
+            config = json.loads(str(arrays["meta"])).get("config", {})
+        elif MODEL_CONFIG_KEY in arrays:
+            config = json.loads(str(arrays[MODEL_CONFIG_KEY]))
+        else:
+            return {}
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: corrupt configuration entry ({e})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: corrupt configuration entry (not a JSON object)")
+    return config
 
 
 def save_training_checkpoint(directory: str | os.PathLike, model_state: dict[str, np.ndarray],

@@ -42,6 +42,7 @@ class CompareConfig:
     out: str = "runs/compare"
     train_limit: int | None = None
     dtype: str = "float32"
+    dataset: str = "mnist"
 
 
 #: conv1.bias and conv2.bias feed batch-norm, which subtracts each channel's mean: their true gradient
@@ -66,10 +67,11 @@ def weight_drift(a: dict[str, np.ndarray], b: dict[str, np.ndarray], skip: tuple
 
 def compare(config: CompareConfig, log=print) -> dict:
     dtype = np.dtype(config.dtype)
-    numpy_side = NumpyBackend(config.seed, dtype, config.lr)
-    torch_side = TorchBackend(config.seed, dtype, config.lr, device="cpu")
+    mnist = load_mnist(config.data_dir, dataset=config.dataset)
+    numpy_side = NumpyBackend(config.seed, dtype, config.lr, num_classes=mnist.num_classes)
+    torch_side = TorchBackend(config.seed, dtype, config.lr, device="cpu", num_classes=mnist.num_classes)
     torch_side.load_model_state(numpy_side.model_state())
-    data = split_mnist(load_mnist(config.data_dir), config.val_split, config.seed, config.train_limit, dtype)
+    data = split_mnist(mnist, config.val_split, config.seed, config.train_limit, dtype)
     model = numpy_side.model
     history: dict[str, dict[str, list[float]]] = {
         impl: {"step_losses": [], "val_losses": [], "val_accuracies": []} for impl in ("numpy", "torch")}

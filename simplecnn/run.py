@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from scratch.data import epoch_batches, load_mnist, split_mnist
+from scratch.data import MNIST, epoch_batches, load_mnist, split_mnist
 from scratch.train import NonFiniteLossError
 from scratch.train import epoch_line as _epoch_line
 from scratch.train import progress_bar as _progress_bar
 
 from .backends import make_backend
 from .checkpoint import MODEL_NAME, load_training_checkpoint, save_model, save_training_checkpoint, write_atomically
+from .datasets import model_config
 
 
 @dataclass
@@ -41,6 +42,7 @@ class TrainConfig:
     train_limit: int | None = None
     device: str = "auto"
     dtype: str = "float32"
+    dataset: str = "mnist"
 
 
 @dataclass
@@ -117,10 +119,11 @@ def _nan_to_none(values: list[float]) -> list[float | None]:
 
 
 def _write_outputs(out: Path, config: TrainConfig, history: History, model_state: dict,
-                   test: tuple[float, float] | None) -> dict:
+                   test: tuple[float, float] | None, data: MNIST) -> dict:
     """model.npz, metrics.json (test results null until the test evaluation is done) and losses.png."""
-    save_model(out / MODEL_NAME, model_state)
-    metrics = {"impl": config.impl, "epochs": config.epochs, "train_losses": history.train_losses,
+    save_model(out / MODEL_NAME, model_state, model_config(data.dataset, data.num_classes, data.classes))
+    metrics = {"impl": config.impl, "dataset": config.dataset, "num_classes": data.num_classes,
+               "epochs": config.epochs, "train_losses": history.train_losses,
                "val_losses": _nan_to_none(history.val_losses),  # null: no validation (--val-split 0)
                "val_accuracies": _nan_to_none(history.val_accuracies),
                "test_loss": test[0] if test else None, "test_accuracy": test[1] if test else None,
@@ -138,7 +141,9 @@ def train(config: TrainConfig, resume: str | None = None, log=print, changes: di
     """Run (or continue) a training run; returns the metrics written to ``metrics.json``."""
     history, progress = History(), Progress()
     out = Path(config.out)
-    backend = make_backend(config.impl, config.seed, np.dtype(config.dtype), config.lr, config.device)
+    mnist = load_mnist(config.data_dir, dataset=config.dataset)
+    backend = make_backend(config.impl, config.seed, np.dtype(config.dtype), config.lr, config.device,
+                           num_classes=mnist.num_classes)
     if resume is not None:
         model_state, optim_state, meta = load_training_checkpoint(resume)
         backend.load_model_state(model_state)
@@ -152,8 +157,7 @@ def train(config: TrainConfig, resume: str | None = None, log=print, changes: di
         else:
             log(f"Resuming {config.impl} from epoch {progress.epoch}, step {progress.step} ({resume})")
 
-    data = split_mnist(load_mnist(config.data_dir), config.val_split, config.seed, config.train_limit,
-                       np.dtype(config.dtype))
+    data = split_mnist(mnist, config.val_split, config.seed, config.train_limit, np.dtype(config.dtype))
     if len(data.train_x) < 2:
         raise ValueError(f"only {len(data.train_x)} training image(s) after the validation split")
     out.mkdir(parents=True, exist_ok=True)
@@ -212,7 +216,7 @@ def train(config: TrainConfig, resume: str | None = None, log=print, changes: di
 
     # The finished epochs' outputs first: a Ctrl-C during the test evaluation loses nothing.
     try:
-        _write_outputs(out, config, history, backend.model_state(), None)
+        _write_outputs(out, config, history, backend.model_state(), None, mnist)
         test_loss, test_acc, _ = backend.evaluate(data.test_x, data.test_y)
     except KeyboardInterrupt:
         log(f"Interrupted during the test evaluation. The {config.epochs} epochs are saved in {out} "
@@ -220,7 +224,7 @@ def train(config: TrainConfig, resume: str | None = None, log=print, changes: di
             "(only the test evaluation is left)")
         raise Interrupted from None
     log(f"Test Loss: {test_loss:.4f}, Test Accuracy: {test_acc:.2f}%")
-    metrics = _write_outputs(out, config, history, backend.model_state(), (test_loss, test_acc))
+    metrics = _write_outputs(out, config, history, backend.model_state(), (test_loss, test_acc), mnist)
     log(f"Wrote model.npz, metrics.json, losses.png and checkpoint.npz to {out}")
     return metrics
 
