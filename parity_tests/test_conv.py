@@ -6,52 +6,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scratch
-from scratch.conv import conv_output_size
-from scratch.naive import conv2d_backward_naive, conv2d_forward_naive
+from scratch.conv import PADDING_MODES, pad_input, unpad_gradient
+from scratch.naive import conv2d_backward_naive, conv2d_forward_naive, pad_naive, unpad_gradient_naive
+from simplecnn.properties import conv_configs, conv_layer_pads, make_conv
 from torch_impl.mirror import torch_twin
 
-from .parity import assert_close, assert_matches_numerical, assert_parity, random_upstream
+from .parity import assert_close, assert_matches_numerical, assert_parity
 
 DTYPES = [np.float64, np.float32]
 pairs = st.tuples
 
 
-@st.composite
-def conv_configs(draw, max_channels=4, max_extra_size=6):
-    """A Conv2d and an input shape that fits it: non-square kernels, strides, padding, dilation."""
-    kernel = draw(pairs(st.integers(1, 4), st.integers(1, 4)))
-    stride = draw(pairs(st.integers(1, 3), st.integers(1, 3)))
-    padding = draw(pairs(st.integers(0, 2), st.integers(0, 2)))
-    dilation = draw(pairs(st.integers(1, 2), st.integers(1, 2)))
-    # The smallest input the (dilated) kernel fits in, given the padding, plus something; sometimes
-    # wide, so that scratch's two im2col layouts (batch-last for short output rows, per-image for rows
-    # of 16 or more, see scratch/conv.py) are both exercised.
-    extra_h = draw(st.integers(0, max_extra_size))
-    extra_w = draw(st.one_of(st.integers(0, max_extra_size), st.integers(16, 20)))
-    hw = [max(1, d * (k - 1) + 1 - 2 * p) + extra
-          for k, p, d, extra in zip(kernel, padding, dilation, (extra_h, extra_w), strict=True)]
-    config = dict(batch=draw(st.integers(1, 3)), in_channels=draw(st.integers(1, max_channels)),
-                  out_channels=draw(st.integers(1, max_channels)), hw=tuple(hw), kernel_size=kernel,
-                  stride=stride, padding=padding, dilation=dilation, bias=draw(st.booleans()))
-    return config, draw(st.integers(0, 2**32 - 1))
-
-
-def make_conv(config, dtype, rng):
-    layer = scratch.Conv2d(config["in_channels"], config["out_channels"], config["kernel_size"],
-                           config["stride"], config["padding"], config["dilation"], bias=config["bias"],
-                           rng=rng, dtype=dtype)
-    x = rng.standard_normal((config["batch"], config["in_channels"], *config["hw"])).astype(dtype)
-    out_hw = [conv_output_size(s, k, st_, p, d) for s, k, st_, p, d in
-              zip(config["hw"], config["kernel_size"], config["stride"], config["padding"], config["dilation"],
-                  strict=True)]
-    upstream = random_upstream(rng, (config["batch"], config["out_channels"], *out_hw), dtype)
-    return layer, x, upstream
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(conv_configs())
 def test_conv2d_matches_torch(dtype, config_and_seed):
-    """Output, dL/dx, dL/dweight and dL/dbias equal nn.Conv2d's for any kernel/stride/padding/dilation."""
+    """Output, dL/dx, dL/dweight and dL/dbias equal nn.Conv2d's for any kernel/stride/padding/dilation,
+    groups and padding_mode, batched or not."""
     config, seed = config_and_seed
     layer, x, upstream = make_conv(config, dtype, np.random.default_rng(seed))
     assert_parity(layer, torch_twin(layer), x, upstream)
@@ -68,14 +38,25 @@ def test_conv2d_matches_finite_differences(config_and_seed):
 @pytest.mark.parametrize("batch_last", [False, True])
 @given(conv_configs())
 def test_conv2d_fast_matches_naive_loops(batch_last, config_and_seed):
-    """im2col/col2im, in either column order, compute what the loop-over-output-positions definition
-    computes."""
+    """im2col/col2im, in either column order, grouped or not, and the padding folds compute what the
+    loop-over-output-positions definition (with its cell-by-cell padding) computes."""
     config, seed = config_and_seed
     layer, x, upstream = make_conv(config, np.float64, np.random.default_rng(seed))
-    geometry = (layer.stride, layer.padding, layer.dilation)
+    if config["batch"] is None:
+        x, upstream = x[None], upstream[None]
+    pads = conv_layer_pads(config["padding"], config["kernel_size"], config["dilation"])
+    mode = config["padding_mode"]
     bias = layer.bias.data if layer.bias is not None else None
-    y, cache = scratch.conv2d_forward(x, layer.weight.data, bias, *geometry, batch_last=batch_last)
+    if layer.explicit_padding:     # padded before im2col, the gradient folded back after col2im
+        x_in, padding = pad_input(x, pads, mode), (0, 0)
+    else:                          # zero padding on equal sides: done by im2col itself
+        x_in, padding = x, (pads[0], pads[2])
+    y, cache = scratch.conv2d_forward(x_in, layer.weight.data, bias, layer.stride, padding, layer.dilation,
+                                      batch_last=batch_last, groups=layer.groups)
     dx, dweight, dbias = scratch.conv2d_backward(upstream, cache)
+    if layer.explicit_padding:
+        dx = unpad_gradient(dx, pads, mode)
+    geometry = (layer.stride, pads, layer.dilation, layer.groups, mode)
     y_naive = conv2d_forward_naive(x, layer.weight.data, bias, *geometry)
     dx_naive, dweight_naive, dbias_naive = conv2d_backward_naive(upstream, x, layer.weight.data, *geometry)
     assert_close(y, y_naive, 1e-12, what="output")
@@ -83,3 +64,19 @@ def test_conv2d_fast_matches_naive_loops(batch_last, config_and_seed):
     assert_close(dweight, dweight_naive, 1e-12, what="grad weight")
     if bias is not None:
         assert_close(dbias, dbias_naive, 1e-12, what="grad bias")
+
+
+@given(st.sampled_from(PADDING_MODES), pairs(st.integers(0, 3), st.integers(0, 3)),
+       pairs(st.integers(0, 3), st.integers(0, 3)), st.integers(0, 2**32 - 1))
+def test_padding_folds_are_the_adjoints_of_padding(mode, rows, cols, seed):
+    """Each fold is the transpose of its padding: <pad(x), G> = <x, fold(G)> for random x and G, and
+    equals the cell-by-cell definition. (Reflect needs pad < size, circular pad <= size.)"""
+    rng = np.random.default_rng(seed)
+    pads = (*rows, *cols)
+    x = rng.standard_normal((2, 3, max(rows) + 1 + rng.integers(0, 3), max(cols) + 1 + rng.integers(0, 3)))
+    padded = pad_input(x, pads, mode)
+    np.testing.assert_array_equal(padded, pad_naive(x, pads, mode))
+    grad = rng.standard_normal(padded.shape)
+    folded = unpad_gradient(grad, pads, mode)
+    assert_close(folded, unpad_gradient_naive(grad, x.shape, pads, mode), 1e-14, what=f"{mode} fold")
+    assert abs(np.sum(padded * grad) - np.sum(x * folded)) <= 1e-12 * np.sum(np.abs(padded * grad))

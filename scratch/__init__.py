@@ -64,6 +64,7 @@ from .pool import (
                           avgpool2d_forward,
                           maxpool2d_backward,
                           maxpool2d_forward,
+                          maxpool2d_indices,
 )
 
 __all__ = [
@@ -117,6 +118,7 @@ __all__ = [
                           "log_softmax_forward",
                           "maxpool2d_backward",
                           "maxpool2d_forward",
+                          "maxpool2d_indices",
                           "no_grad",
                           "plot_training_losses",
                           "relu_backward",

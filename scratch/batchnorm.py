@@ -58,9 +58,16 @@ def channel_sums(a: np.ndarray) -> np.ndarray:
     return row_sums.sum(axis=0, dtype=np.float64)           # (C,): the N partial sums, in float64
 
 
-def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
-                        running_var: np.ndarray, training: bool, momentum: float, eps: float):
-    """``y = gamma * x_hat + beta``. In training, updates ``running_*`` in place. Returns ``(y, cache)``."""
+def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
+                        running_mean: np.ndarray | None, running_var: np.ndarray | None, training: bool,
+                        momentum: float, eps: float):
+    """``y = gamma * x_hat + beta``. In training, updates ``running_*`` in place. Returns ``(y, cache)``.
+
+    ``gamma``/``beta`` ``None``: no affine transform (``affine=False``; ``beta`` alone for ``bias=False``),
+    i.e. gamma = 1 and beta = 0. ``running_*`` ``None`` (``track_running_stats=False``): nothing is
+    tracked, and the batch statistics are used in evaluation too (``training`` is then ignored).
+    """
+    training = training or running_mean is None or running_var is None
     x_hat = np.empty_like(x)
     y = np.empty_like(x)                               # first a scratch buffer for the squares
     if training:
@@ -68,26 +75,36 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, runn
         mu = channel_sums(x) / m                                     # float64
         np.subtract(x, _channel(mu.astype(x.dtype)), out=x_hat)     # x - mu (x_hat once scaled)
         var = channel_sums(np.square(x_hat, out=y)) / m             # biased: divides by m
-        running_mean[...] = (1 - momentum) * running_mean + momentum * mu
-        running_var[...] = (1 - momentum) * running_var + momentum * var * (m / (m - 1))
+        if running_mean is not None and running_var is not None:
+            running_mean[...] = (1 - momentum) * running_mean + momentum * mu
+            running_var[...] = (1 - momentum) * running_var + momentum * var * (m / (m - 1))
     else:
+        assert running_mean is not None and running_var is not None   # (training is set when either is None)
         mu, var = running_mean, running_var
         np.subtract(x, _channel(mu), out=x_hat)
     inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
     x_hat *= _channel(inv_std)
-    np.multiply(x_hat, _channel(gamma), out=y)
-    y += _channel(beta)
+    if gamma is not None:
+        np.multiply(x_hat, _channel(gamma), out=y)
+    else:
+        y[...] = x_hat
+    if beta is not None:
+        y += _channel(beta)
     return y, (x_hat, inv_std, gamma, training)
 
 
 def batchnorm2d_backward(grad_out: np.ndarray, cache):
-    """Gradients ``(dx, dgamma, dbeta)`` from ``grad_out = dL/dy`` (see the module docstring)."""
+    """Gradients ``(dx, dgamma, dbeta)`` from ``grad_out = dL/dy`` (see the module docstring).
+
+    Without ``gamma`` (``affine=False``) the formulas hold with gamma = 1; ``dgamma`` is still returned
+    (the caller drops what it has no parameter for).
+    """
     x_hat, inv_std, gamma, training = cache
     g = grad_out
     g_x_hat = g * x_hat                                # reused below as scratch space
     dbeta = channel_sums(g)
     dgamma = channel_sums(g_x_hat)
-    scale = _channel(gamma * inv_std)
+    scale = _channel(inv_std if gamma is None else gamma * inv_std)
     if training:
         # dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)), one pass per operation:
         m = g.size // g.shape[1]
@@ -102,15 +119,21 @@ def batchnorm2d_backward(grad_out: np.ndarray, cache):
 
 
 class BatchNorm2d(Layer):
-    """``nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1)`` in NumPy (affine, tracking statistics).
+    """``nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *,
+    bias=True)`` in NumPy, arguments in torch's order (torch's ``device``/``dtype`` become the keyword
+    ``dtype``).
 
     ``momentum=None`` gives PyTorch's cumulative moving average (momentum ``1 / num_batches_tracked``).
+    ``affine=False``: no ``weight``/``bias`` (gamma = 1, beta = 0), none in the state dict.
+    ``bias=False`` (torch 2.13's keyword): a ``weight`` but no ``bias``.
+    ``track_running_stats=False``: no buffers, and batch statistics in evaluation mode too.
+    Inputs must be 4-D (N, C, H, W), as for torch's BatchNorm2d.
     """
 
-    buffer_names = ("running_mean", "running_var", "num_batches_tracked")
+    buffer_names: tuple[str, ...] = ("running_mean", "running_var", "num_batches_tracked")
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, *,
-                 dtype=np.float32):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, *, bias: bool = True, dtype=np.float32):
         super().__init__()
         dtype = require_float_dtype(dtype)
         self.num_features, self.eps, self.momentum = int(num_features), float(eps), momentum
@@ -118,30 +141,43 @@ class BatchNorm2d(Layer):
             raise ValueError(f"BatchNorm2d: num_features must be positive, got {num_features}")
         if momentum is not None and not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNorm2d: momentum must be in [0, 1] or None, got {momentum}")
-        self.weight = Parameter(np.ones(self.num_features, dtype=dtype))
-        self.bias = Parameter(np.zeros(self.num_features, dtype=dtype))
-        self.running_mean = np.zeros(self.num_features, dtype=dtype)
-        self.running_var = np.ones(self.num_features, dtype=dtype)
-        self.num_batches_tracked = np.array(0, dtype=np.int64)
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        self.weight = Parameter(np.ones(self.num_features, dtype=dtype)) if self.affine else None
+        self.bias = Parameter(np.zeros(self.num_features, dtype=dtype)) if self.affine and bias else None
+        self.dtype = dtype
+        if self.track_running_stats:
+            self.running_mean: np.ndarray | None = np.zeros(self.num_features, dtype=dtype)
+            self.running_var: np.ndarray | None = np.ones(self.num_features, dtype=dtype)
+            self.num_batches_tracked: np.ndarray | None = np.array(0, dtype=np.int64)
+        else:   # as torch: the attributes exist and are None, and the state dict has no buffers
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+            self.buffer_names = ()
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        check_input(self, x, 4, "(N, C, H, W)", self.weight.data.dtype, self.num_features)
+        check_input(self, x, 4, "(N, C, H, W)", self.dtype, self.num_features)
         momentum = self.momentum
-        if self.training:
-            if x.size // x.shape[1] < 2:
-                raise ValueError(f"{self.name}: expected more than 1 value per channel when training, "
-                                 f"got input shape {x.shape}")
+        batch_statistics = self.training or not self.track_running_stats
+        if batch_statistics and x.size // x.shape[1] < 2:
+            raise ValueError(f"{self.name}: expected more than 1 value per channel when training, "
+                             f"got input shape {x.shape}")
+        if self.training and self.num_batches_tracked is not None:
             self.num_batches_tracked += 1
             if momentum is None:
                 momentum = 1.0 / float(self.num_batches_tracked)
-        y, cache = batchnorm2d_forward(x, self.weight.data, self.bias.data, self.running_mean,
-                                       self.running_var, self.training, momentum or 0.0, self.eps)
+        y, cache = batchnorm2d_forward(x, None if self.weight is None else self.weight.data,
+                                       None if self.bias is None else self.bias.data, self.running_mean,
+                                       self.running_var, batch_statistics, momentum or 0.0, self.eps)
         self._keep(cache)
         return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        dx, self.weight.grad, self.bias.grad = batchnorm2d_backward(grad_out, self._take_cache())
+        dx, dgamma, dbeta = batchnorm2d_backward(grad_out, self._take_cache())
+        if self.weight is not None:
+            self.weight.grad = dgamma
+        if self.bias is not None:
+            self.bias.grad = dbeta
         return dx
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")

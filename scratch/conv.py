@@ -50,10 +50,12 @@ pass writes ``dL/dcols`` (same shape) over ``cols`` once ``dL/dw`` no longer nee
 
 from __future__ import annotations
 
+from typing import Literal, cast
+
 import numpy as np
 
 from .init import default_weight_and_bias
-from .module import Layer, Parameter, as_pair, check_input, require_float_dtype
+from .module import Layer, Parameter, as_pair, check_image_input, require_float_dtype
 
 Pair = tuple[int, int]
 
@@ -147,12 +149,17 @@ def col2im(dcols: np.ndarray, padded_shape: tuple[int, ...], stride: Pair, dilat
 
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                    stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1),
-                   batch_last: bool | None = None, cols_out: np.ndarray | None = None):
+                   batch_last: bool | None = None, cols_out: np.ndarray | None = None, groups: int = 1):
     """``y = conv2d(x, w) + b``. Returns ``(y, cache)``; ``cache`` is what :func:`conv2d_backward` needs.
 
     ``batch_last`` chooses the column order of the patch matrix (module docstring); ``None`` picks the
     faster one for this shape. The result is the same either way. ``cols_out`` is memory for the patch
     matrix, used when it has the right shape (see "Memory" in the module docstring).
+
+    ``groups = G`` splits the C input and O output channels into G groups; output group g sees only input
+    group g, and ``w`` is (O, C/G, kh, kw). The patch matrix's rows are channel-major, so its rows of
+    group g are one contiguous block of C/G*kh*kw rows, and the convolution is G independent products,
+    one ``np.matmul`` over a stack: ``y_g = w_g @ cols_g`` with ``w_g`` (O/G, C/G*kh*kw).
     """
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
@@ -166,13 +173,19 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
         x_pad = to_batch_last(x_pad)                                   # (C, H + 2ph, W + 2pw, N)
     cols = im2col(x_pad, (kh, kw), stride, dilation, (ho, wo), batch_last, out=cols_out)
     w2 = weight.reshape(o, -1)                                         # (O, C*kh*kw)
-    if batch_last:
+    if groups > 1:
+        w_g = weight.reshape(groups, o // groups, -1)                  # (G, O/G, C/G*kh*kw)
+        if batch_last:
+            y = from_batch_last((w_g @ cols.reshape(groups, -1, ho * wo * n)).reshape(o, ho, wo, n))
+        else:
+            y = (w_g @ cols.reshape(n, groups, -1, ho * wo)).reshape(n, o, ho, wo)
+    elif batch_last:
         y = from_batch_last((w2 @ cols.reshape(-1, ho * wo * n)).reshape(o, ho, wo, n))
     else:
         y = (w2 @ cols.reshape(n, -1, ho * wo)).reshape(n, o, ho, wo)  # one product per image
     if bias is not None:
         y += bias.reshape(1, o, 1, 1)
-    cache = (cols, weight, x_pad.shape, x.shape, stride, padding, dilation, bias is not None, batch_last)
+    cache = (cols, weight, x_pad.shape, x.shape, stride, padding, dilation, bias is not None, batch_last, groups)
     return y, cache
 
 
@@ -183,8 +196,10 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
     ``db`` is ``None`` for a convolution without bias. The cache can be used once: ``dL/dcols`` is
     written over the patch matrix, which is not needed any more once ``dw`` is known.
     """
-    cols, weight, padded_shape, input_shape, stride, padding, dilation, has_bias, batch_last = cache
+    cols, weight, padded_shape, input_shape, stride, padding, dilation, has_bias, batch_last, groups = cache
     o, n = weight.shape[0], input_shape[0]
+    if groups > 1:
+        return _grouped_conv2d_backward(grad_out, cache, need_input_grad)
     g: np.ndarray
     cols_m: np.ndarray
     if batch_last:   # g and cols as matrices (O, Ho*Wo*N) and (C*kh*kw, Ho*Wo*N)
@@ -210,58 +225,251 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
     return dx_pad[:, :, ph:ph + h, pw:pw + w], dweight, dbias
 
 
+def _grouped_conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool):
+    """:func:`conv2d_backward` for ``groups = G > 1``: the same three products, one per group.
+
+    With ``g_g`` the upstream gradient of output group g and ``cols_g`` the patch rows of input group g:
+    ``dL/dw_g = g_g @ cols_g.T``, ``dL/dcols_g = w_g.T @ g_g``; input group g receives gradient only from
+    output group g. ``dL/db`` is per output channel, as without groups.
+    """
+    cols, weight, padded_shape, input_shape, stride, padding, dilation, has_bias, batch_last, groups = cache
+    o, n = weight.shape[0], input_shape[0]
+    w_g = weight.reshape(groups, o // groups, -1)                      # (G, O/G, K), K = C/G*kh*kw
+    g: np.ndarray
+    cols_m: np.ndarray
+    if batch_last:   # g as (G, O/G, Ho*Wo*N), cols as (G, K, Ho*Wo*N)
+        g = to_batch_last(grad_out).reshape(groups, o // groups, -1)
+        cols_m = cols.reshape(groups, -1, g.shape[-1])
+        dweight = g @ cols_m.transpose(0, 2, 1)
+        dbias = g.sum(axis=2).reshape(o) if has_bias else None
+    else:            # per image: g as (N, G, O/G, Ho*Wo), cols as (N, G, K, Ho*Wo)
+        g = grad_out.reshape(n, groups, o // groups, -1)
+        cols_m = cols.reshape(n, groups, -1, g.shape[-1])
+        dweight = (g @ cols_m.transpose(0, 1, 3, 2)).sum(axis=0)
+        dbias = g.sum(axis=(0, 3)).reshape(o) if has_bias else None
+    dweight = np.ascontiguousarray(dweight).reshape(weight.shape)
+    if not need_input_grad:
+        return None, dweight, dbias
+    dcols = np.matmul(w_g.transpose(0, 2, 1), g, out=cols_m).reshape(cols.shape)   # in place of cols
+    dx_pad = col2im(dcols, padded_shape, stride, dilation, batch_last)
+    (ph, pw), (h, w) = padding, input_shape[2:]
+    if batch_last:
+        dx_pad = from_batch_last(dx_pad)
+    return dx_pad[:, :, ph:ph + h, pw:pw + w], dweight, dbias
+
+
+# --- padding modes ---------------------------------------------------------------------------------
+#
+# ``padding_mode`` other than "zeros" (or an asymmetric "same" padding) pads the input explicitly before
+# the convolution, which then runs with padding 0. The padded input ``xp`` is a function of ``x``: each
+# padded cell is a copy of one input cell. Backward therefore *folds* ``dL/dxp`` back onto ``x``: the
+# gradient of every padded cell is added to the input cell it copies (docs/03-convolution.md, "Padding
+# modes"). Padding acts on the two spatial axes separately, so each fold works on one axis at a time.
+
+#: scratch's ``padding_mode`` -> ``np.pad``'s mode (the same copies; torch's "circular" is NumPy's "wrap").
+NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+PADDING_MODES = tuple(NUMPY_PAD_MODES)
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
+
+Pads = tuple[int, int, int, int]   # (top, bottom, left, right)
+
+
+def pad_input(x: np.ndarray, pads: Pads, mode: str) -> np.ndarray:
+    """``x`` (N, C, H, W) padded by ``pads = (top, bottom, left, right)`` in ``mode`` (a padding_mode)."""
+    top, bottom, left, right = pads
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=NUMPY_PAD_MODES[mode])  # type: ignore[call-overload]
+
+
+def _on_axis(a: np.ndarray, axis: int, index: slice) -> np.ndarray:
+    """``a[..., index, ...]`` with ``index`` on ``axis`` (a view)."""
+    where: list[slice] = [slice(None)] * a.ndim
+    where[axis] = index
+    return a[tuple(where)]
+
+
+def fold_zeros(grad: np.ndarray, before: int, after: int, axis: int) -> np.ndarray:
+    """Zero padding copies nothing: the padded cells are constants, their gradient is dropped.
+
+    ``dL/dx[i] = dL/dxp[before + i]`` for ``0 <= i < size``: a crop.
+    """
+    return _on_axis(grad, axis, slice(before, grad.shape[axis] - after)).copy()
+
+
+def fold_replicate(grad: np.ndarray, before: int, after: int, axis: int) -> np.ndarray:
+    """Replicate padding copies the edge cell: ``xp[p] = x[0]`` for the ``before`` cells, ``x[size-1]``
+    for the ``after`` cells. So::
+
+        dL/dx[0]      += sum of dL/dxp over the before-cells
+        dL/dx[size-1] += sum of dL/dxp over the after-cells
+    """
+    dx = fold_zeros(grad, before, after, axis)
+    size = dx.shape[axis]
+    _on_axis(dx, axis, slice(0, 1))[...] += _on_axis(grad, axis, slice(0, before)).sum(axis, keepdims=True)
+    _on_axis(dx, axis, slice(size - 1, size))[...] += _on_axis(
+        grad, axis, slice(before + size, None)).sum(axis, keepdims=True)
+    return dx
+
+
+def fold_reflect(grad: np.ndarray, before: int, after: int, axis: int) -> np.ndarray:
+    """Reflect padding mirrors about the edge cell, without repeating it: ``xp[before - k] = x[k]`` and
+    ``xp[before + size - 1 + k] = x[size - 1 - k]`` for ``k = 1 .. pad`` (pad < size). So the before-cells,
+    read backwards, add onto ``x[1 .. before]`` and the after-cells, read backwards, onto
+    ``x[size - 1 - after .. size - 2]``::
+
+        dL/dx[k]            += dL/dxp[before - k]                 k = 1 .. before
+        dL/dx[size - 1 - k] += dL/dxp[before + size - 1 + k]      k = 1 .. after
+    """
+    dx = fold_zeros(grad, before, after, axis)
+    size = dx.shape[axis]
+    _on_axis(dx, axis, slice(1, before + 1))[...] += np.flip(_on_axis(grad, axis, slice(0, before)), axis)
+    _on_axis(dx, axis, slice(size - 1 - after, size - 1))[...] += np.flip(
+        _on_axis(grad, axis, slice(before + size, None)), axis)
+    return dx
+
+
+def fold_circular(grad: np.ndarray, before: int, after: int, axis: int) -> np.ndarray:
+    """Circular padding wraps around: the before-cells copy the *last* ``before`` cells in order,
+    ``xp[k] = x[size - before + k]``, the after-cells the *first* ``after``, ``xp[before + size + k] = x[k]``
+    (pad <= size). So::
+
+        dL/dx[size - before + k] += dL/dxp[k]                    k = 0 .. before - 1
+        dL/dx[k]                 += dL/dxp[before + size + k]    k = 0 .. after - 1
+    """
+    dx = fold_zeros(grad, before, after, axis)
+    size = dx.shape[axis]
+    _on_axis(dx, axis, slice(size - before, size))[...] += _on_axis(grad, axis, slice(0, before))
+    _on_axis(dx, axis, slice(0, after))[...] += _on_axis(grad, axis, slice(before + size, None))
+    return dx
+
+
+FOLDS = {"zeros": fold_zeros, "reflect": fold_reflect, "replicate": fold_replicate, "circular": fold_circular}
+
+
+def unpad_gradient(grad: np.ndarray, pads: Pads, mode: str) -> np.ndarray:
+    """``dL/dx`` from ``dL/dxp`` for ``xp = pad_input(x, pads, mode)``: the rows fold, then the columns."""
+    top, bottom, left, right = pads
+    fold = FOLDS[mode]
+    return fold(fold(grad, top, bottom, 2), left, right, 3)
+
+
+def same_padding(kernel: Pair, dilation: Pair) -> Pads:
+    """torch's ``padding="same"``: ``d (k - 1)`` cells per axis, half before, the odd one after."""
+    (kh, kw), (dh, dw) = kernel, dilation
+    total_h, total_w = dh * (kh - 1), dw * (kw - 1)
+    return total_h // 2, total_h - total_h // 2, total_w // 2, total_w - total_w // 2
+
+
 class Conv2d(Layer):
-    """``nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias)`` in NumPy.
+    """``nn.Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+    bias=True, padding_mode="zeros")`` in NumPy, arguments in torch's order.
+
+    ``padding`` is an int, a pair, ``"valid"`` (no padding) or ``"same"`` (output as large as the input;
+    stride 1 only, and an even ``d (k - 1)`` puts the extra cell after, as torch does). ``padding_mode``
+    is ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``. Inputs are (N, C, H, W) or one
+    unbatched image (C, H, W), whose output is then (O, Ho, Wo).
 
     ``need_input_grad=False`` skips dL/dx in backward (PyTorch skips it too when the input does not
     require a gradient): the network's first convolution has no layer below it to send it to.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, bias: bool = True, *, rng: np.random.Generator | None = None,
-                 dtype=np.float32, need_input_grad: bool = True):
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros", *,
+                 rng: np.random.Generator | None = None, dtype=np.float32, need_input_grad: bool = True):
         super().__init__()
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = as_pair(kernel_size, "kernel_size")
         self.stride = as_pair(stride, "stride")
-        self.padding = as_pair(padding, "padding")
         self.dilation = as_pair(dilation, "dilation")
         if min(self.in_channels, self.out_channels, *self.kernel_size, *self.stride, *self.dilation) < 1:
             raise ValueError(f"Conv2d: channels, kernel_size, stride and dilation must be positive, got "
                              f"{self.in_channels}->{self.out_channels}, kernel {self.kernel_size}, "
                              f"stride {self.stride}, dilation {self.dilation}")
-        if min(self.padding) < 0:
-            raise ValueError(f"Conv2d: padding must be >= 0, got {self.padding}")
+        self.padding: str | Pair
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"Conv2d: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(f"Conv2d: padding='same' needs stride 1 (as in PyTorch), got stride {self.stride}")
+            self.padding = padding
+            self._pads = same_padding(self.kernel_size, self.dilation) if padding == "same" else (0, 0, 0, 0)
+        else:
+            self.padding = as_pair(padding, "padding")
+            if min(self.padding) < 0:
+                raise ValueError(f"Conv2d: padding must be >= 0, got {self.padding}")
+            (ph, pw) = self.padding
+            self._pads = (ph, ph, pw, pw)
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise ValueError(f"Conv2d: groups must be a positive int, got {groups!r}")
+        if self.in_channels % groups or self.out_channels % groups:
+            raise ValueError(f"Conv2d: groups={groups} must divide in_channels ({self.in_channels}) and "
+                             f"out_channels ({self.out_channels})")
+        self.groups = int(groups)
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"Conv2d: padding_mode must be one of {', '.join(PADDING_MODES)}, "
+                             f"got {padding_mode!r}")
+        self.padding_mode = cast(PaddingMode, padding_mode)   # checked just above
         self.need_input_grad = need_input_grad
         rng = rng if rng is not None else np.random.default_rng()
         weight, bias_data = default_weight_and_bias(
-            rng, (self.out_channels, self.in_channels, *self.kernel_size), require_float_dtype(dtype))
+            rng, (self.out_channels, self.in_channels // self.groups, *self.kernel_size),
+            require_float_dtype(dtype))
         self.weight = Parameter(weight)
         self.bias = Parameter(bias_data) if bias else None
         self._cols = None  # the last patch matrix, recycled as memory for the next one
 
+    @property
+    def explicit_padding(self) -> bool:
+        """Whether the input is padded before im2col (a padding mode, or unequal sides) rather than by it."""
+        top, bottom, left, right = self._pads
+        return (self.padding_mode != "zeros" and any(self._pads)) or top != bottom or left != right
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        check_input(self, x, 4, "(N, C, H, W)", self.weight.data.dtype, self.in_channels)
-        (kh, kw), (ph, pw), (dh, dw) = self.kernel_size, self.padding, self.dilation
-        if x.shape[2] + 2 * ph < dh * (kh - 1) + 1 or x.shape[3] + 2 * pw < dw * (kw - 1) + 1:
+        x, unbatched = check_image_input(self, x, self.weight.data.dtype, self.in_channels)
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+        top, bottom, left, right = self._pads
+        if x.shape[2] + top + bottom < dh * (kh - 1) + 1 or x.shape[3] + left + right < dw * (kw - 1) + 1:
             raise ValueError(f"{self.name}: input {x.shape[2]}x{x.shape[3]} (padding {self.padding}) is "
                              f"smaller than the kernel {kh}x{kw} (dilation {self.dilation})")
+        if self.explicit_padding:
+            self._check_padding_fits(x.shape[2:])
+            x, padding = pad_input(x, self._pads, self.padding_mode), (0, 0)
+        else:
+            padding = (top, left)
         bias = self.bias.data if self.bias is not None else None
         # Recycle the last patch matrix only once its backward pass is done: while a cache is pending,
         # its patches must stay intact.
         free_cols = self._cols if self._cache is None else None
-        y, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding, self.dilation,
-                                  cols_out=free_cols)
+        y, cache = conv2d_forward(x, self.weight.data, bias, self.stride, padding, self.dilation,
+                                  cols_out=free_cols, groups=self.groups)
         self._cols = cache[0]
-        self._keep(cache)
-        return y
+        self._keep((cache, unbatched))
+        return y[0] if unbatched else y
+
+    def _check_padding_fits(self, hw: tuple[int, ...]) -> None:
+        """torch's limits: reflect needs each pad < the input size, circular each pad <= it."""
+        top, bottom, left, right = self._pads
+        for size, pads in zip(hw, ((top, bottom), (left, right)), strict=True):
+            if self.padding_mode == "reflect" and max(pads) >= size:
+                raise ValueError(f"{self.name}: padding_mode='reflect' needs padding < input size, got padding "
+                                 f"{self.padding} for input {hw[0]}x{hw[1]}")
+            if self.padding_mode == "circular" and max(pads) > size:
+                raise ValueError(f"{self.name}: padding_mode='circular' needs padding <= input size, got "
+                                 f"padding {self.padding} for input {hw[0]}x{hw[1]}")
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
-        dx, self.weight.grad, dbias = conv2d_backward(grad_out, self._take_cache(), self.need_input_grad)
+        cache, unbatched = self._take_cache()
+        if unbatched:
+            grad_out = grad_out[None]
+        dx, self.weight.grad, dbias = conv2d_backward(grad_out, cache, self.need_input_grad)
         if self.bias is not None:
             self.bias.grad = dbias
-        return dx
+        if dx is None:
+            return None
+        if self.explicit_padding:
+            dx = unpad_gradient(dx, self._pads, self.padding_mode)
+        return dx[0] if unbatched else dx
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}")
+                f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
+                f"padding_mode={self.padding_mode!r}")

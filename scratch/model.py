@@ -21,15 +21,29 @@ keys (``conv1.weight``, ``batch1.running_mean``, ...) are identical.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from .activations import Flatten, ReLU
+from .activations import Flatten, LeakyReLU, ReLU, Sigmoid, Tanh
 from .batchnorm import BatchNorm2d
 from .conv import Conv2d
 from .dropout import Dropout
 from .linear import Linear
 from .module import Layer, Parameter, check_state_dict, no_grad, require_float_dtype
-from .pool import MaxPool2d
+from .pool import AvgPool2d, MaxPool2d
+
+#: The guide's choices for the network's nonlinearity and pooling (``SimpleCNN(activation=, pool=)``); the
+#: first of each is the guide's network. None of them has parameters, so the state dict never changes.
+ACTIVATIONS: dict[str, Callable[..., Layer]] = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+POOLS: dict[str, Callable[..., Layer]] = {"max": MaxPool2d, "avg": AvgPool2d}
+
+
+def check_choice(option: str, value: str, choices) -> str:
+    """``value`` if it is one of ``choices``, else a ``ValueError`` naming the option and the choices."""
+    if value not in choices:
+        raise ValueError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 class Sequential:
@@ -96,8 +110,11 @@ class Sequential:
 
 
 class SimpleCNN(Sequential):
-    """The project's network: ``num_classes`` outputs (the last layer follows). ``seed`` fixes the
-    initial weights and the dropout masks.
+    """The project's network. ``seed`` fixes the initial weights and the dropout masks.
+
+    ``activation`` (relu, leaky_relu, tanh, sigmoid) replaces the three ReLUs and ``pool`` (max, avg)
+    the two 2x2 poolings; the defaults are the guide's network. The layers keep their names (``relu1``,
+    ``max1``, ...) whatever they compute, so the state dict keys never change.
 
     Initialization draws from one NumPy generator and dropout from a second one, both derived from
     ``seed``, so resuming a run only needs the dropout generator's state.
@@ -106,28 +123,32 @@ class SimpleCNN(Sequential):
     input_shape = (1, 28, 28)
     dropout_names = ("dropout1", "dropout2")
 
-    def __init__(self, num_classes: int = 10, *, seed: int | None = None, dtype=np.float32):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-            raise ValueError(f"SimpleCNN: num_classes must be a positive int, got {num_classes!r}")
-        self.num_classes = int(num_classes)
+    def __init__(self, num_classes: int = 10, *, activation: str = "relu", pool: str = "max",
+                 seed: int | None = None, dtype=np.float32):
         self.dtype = require_float_dtype(dtype)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+            raise ValueError(f"SimpleCNN: num_classes must be a positive integer, got {num_classes!r}")
+        self.num_classes = int(num_classes)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self.pool = check_choice("pool", pool, POOLS)
+        act, pool_layer = ACTIVATIONS[activation], POOLS[pool]
         init_seed, dropout_seed = np.random.SeedSequence(seed).spawn(2)
         init_rng = np.random.default_rng(init_seed)
         self.dropout_rng = np.random.default_rng(dropout_seed)
         super().__init__({
             "conv1": Conv2d(1, 32, 5, rng=init_rng, dtype=dtype, need_input_grad=False),
             "batch1": BatchNorm2d(32, dtype=dtype),
-            "relu1": ReLU(),
-            "max1": MaxPool2d(2, 2),
+            "relu1": act(),
+            "max1": pool_layer(2, 2),
             "dropout1": Dropout(0.45, rng=self.dropout_rng),
             "conv2": Conv2d(32, 64, 5, rng=init_rng, dtype=dtype),
             "batch2": BatchNorm2d(64, dtype=dtype),
-            "relu2": ReLU(),
-            "max2": MaxPool2d(2, 2),
+            "relu2": act(),
+            "max2": pool_layer(2, 2),
             "dropout2": Dropout(0.35, rng=self.dropout_rng),
             "flatten": Flatten(),
             "fc1": Linear(1024, 512, rng=init_rng, dtype=dtype),
-            "relu3": ReLU(),
+            "relu3": act(),
             "fc2": Linear(512, self.num_classes, rng=init_rng, dtype=dtype),
         })
 

@@ -144,6 +144,20 @@ def check_input(layer: Layer, x: np.ndarray, ndim: int, layout: str, dtype: np.d
                          f"{layout}, got shape {x.shape}")
 
 
+def check_image_input(layer: Layer, x: np.ndarray, dtype: np.dtype | None = None,
+                      channels: int | None = None) -> tuple[np.ndarray, bool]:
+    """Check an image input, batched (N, C, H, W) or, as torch takes it, one unbatched (C, H, W).
+
+    Returns ``(x4, unbatched)``: the input as (N, C, H, W) (a view with N = 1 when unbatched) and whether
+    the caller must drop that axis again from its output and from the gradient it returns.
+    """
+    if isinstance(x, np.ndarray) and x.ndim == 3:
+        check_input(layer, x, 3, "(C, H, W)", dtype, channels, channel_axis=0)
+        return x[None], True
+    check_input(layer, x, 4, "(N, C, H, W) or unbatched (C, H, W)", dtype, channels)
+    return x, False
+
+
 def as_pair(value: int | tuple[int, int], what: str) -> tuple[int, int]:
     """``3 -> (3, 3)``; ``(3, 5) -> (3, 5)``; anything else is an error naming ``what``."""
     pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)

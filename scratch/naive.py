@@ -13,44 +13,108 @@ from .conv import conv_output_size
 from .pool import pool_output_size
 
 
-def _pad(x: np.ndarray, padding, value=0.0) -> np.ndarray:
-    (ph, pw) = padding
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+def padded_source(position: int, before: int, size: int, mode: str) -> int | None:
+    """Which input index padded position ``position`` copies along one axis (``None``: a zero).
+
+    Straight from the definitions: input index ``i = position - before``; inside ``[0, size)`` it is
+    itself, outside it ``zeros`` gives 0, ``replicate`` the nearest edge, ``reflect`` the mirror image
+    about the edge cell (edge not repeated), ``circular`` wraps around.
+    """
+    i = position - before
+    if 0 <= i < size:
+        return i
+    if mode == "zeros":
+        return None
+    if mode == "replicate":
+        return 0 if i < 0 else size - 1
+    if mode == "reflect":
+        return -i if i < 0 else 2 * (size - 1) - i
+    if mode == "circular":
+        return i % size
+    raise ValueError(f"padding_mode must be zeros, reflect, replicate or circular, got {mode!r}")
 
 
-def conv2d_forward_naive(x, weight, bias, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-    """``y[n, o, i, j] = b[o] + sum_{c,u,v} w[o, c, u, v] xp[n, c, s i + d u, s j + d v]``."""
-    n, _, h, w = x.shape
-    o, _, kh, kw = weight.shape
+def _as_pads(padding) -> tuple[int, int, int, int]:
+    """(ph, pw) -> (ph, ph, pw, pw); a 4-tuple (top, bottom, left, right) stays."""
+    return (padding[0], padding[0], padding[1], padding[1]) if len(padding) == 2 else tuple(padding)
+
+
+def _padding_map(shape, pads, mode):
+    """Yield ``(r, c, (input row, input column) or None)`` for every cell of the padded plane."""
+    top, bottom, left, right = pads
+    h, w = shape[2:]
+    for r in range(h + top + bottom):
+        for c in range(w + left + right):
+            sr, sc = padded_source(r, top, h, mode), padded_source(c, left, w, mode)
+            yield r, c, (None if sr is None or sc is None else (sr, sc))
+
+
+def pad_naive(x, pads, mode="zeros"):
+    """``x`` padded cell by cell: each padded cell copies the input cell :func:`padded_source` names."""
+    top, bottom, left, right = pads
+    xp = np.zeros((*x.shape[:2], x.shape[2] + top + bottom, x.shape[3] + left + right), dtype=x.dtype)
+    for r, c, source in _padding_map(x.shape, pads, mode):
+        if source is not None:
+            xp[:, :, r, c] = x[:, :, source[0], source[1]]
+    return xp
+
+
+def unpad_gradient_naive(grad_padded, input_shape, pads, mode="zeros"):
+    """The adjoint of :func:`pad_naive`: each padded cell's gradient is added to the cell it copies."""
+    dx = np.zeros(input_shape, dtype=grad_padded.dtype)
+    for r, c, source in _padding_map(input_shape, pads, mode):
+        if source is not None:
+            dx[:, :, source[0], source[1]] += grad_padded[:, :, r, c]
+    return dx
+
+
+def conv2d_forward_naive(x, weight, bias, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
+                         padding_mode="zeros"):
+    """``y[n, o, i, j] = b[o] + sum_{c,u,v} w[o, c, u, v] xp[n, g C/G + c, s i + d u, s j + d v]``.
+
+    ``g = o // (O/G)`` is output channel o's group: it sees only the C/G input channels of its group.
+    ``padding`` is (ph, pw) or (top, bottom, left, right); ``xp`` is :func:`pad_naive` of ``x``.
+    """
+    n = x.shape[0]
+    o, c_group, kh, kw = weight.shape
     (sh, sw), (dh, dw) = stride, dilation
-    ho, wo = conv_output_size(h, kh, sh, padding[0], dh), conv_output_size(w, kw, sw, padding[1], dw)
-    xp = _pad(x, padding)
+    xp = pad_naive(x, _as_pads(padding), padding_mode)
+    ho, wo = conv_output_size(xp.shape[2], kh, sh, 0, dh), conv_output_size(xp.shape[3], kw, sw, 0, dw)
+    o_group = o // groups
     y = np.zeros((n, o, ho, wo), dtype=x.dtype)
     for i in range(ho):
         for j in range(wo):
             patch = xp[:, :, i * sh:i * sh + dh * (kh - 1) + 1:dh, j * sw:j * sw + dw * (kw - 1) + 1:dw]
-            y[:, :, i, j] = np.einsum("ncuv,ocuv->no", patch, weight)
+            for g in range(groups):
+                outs, ins = slice(g * o_group, (g + 1) * o_group), slice(g * c_group, (g + 1) * c_group)
+                y[:, outs, i, j] = np.einsum("ncuv,ocuv->no", patch[:, ins], weight[outs])
     if bias is not None:
         y += bias.reshape(1, o, 1, 1)
     return y
 
 
-def conv2d_backward_naive(grad_out, x, weight, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-    """``(dx, dw, db)``: each output position adds ``g * patch`` to dw and ``g * w`` to its patch of dx."""
-    _, _, kh, kw = weight.shape
-    (sh, sw), (dh, dw_), (ph, pw) = stride, dilation, padding
-    xp = _pad(x, padding)
+def conv2d_backward_naive(grad_out, x, weight, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
+                          padding_mode="zeros"):
+    """``(dx, dw, db)``: each output position adds ``g * patch`` to dw and ``g * w`` to its patch of dxp
+    (within each group); then every padded cell's gradient goes back to the input cell it copies."""
+    o, c_group, kh, kw = weight.shape
+    (sh, sw), (dh, dw_) = stride, dilation
+    pads = _as_pads(padding)
+    xp = pad_naive(x, pads, padding_mode)
     dxp = np.zeros_like(xp)
     dweight = np.zeros_like(weight)
+    o_group = o // groups
     for i in range(grad_out.shape[2]):
         for j in range(grad_out.shape[3]):
             rows = slice(i * sh, i * sh + dh * (kh - 1) + 1, dh)
             cols = slice(j * sw, j * sw + dw_ * (kw - 1) + 1, dw_)
-            g = grad_out[:, :, i, j]                                   # (N, O)
-            dweight += np.einsum("no,ncuv->ocuv", g, xp[:, :, rows, cols])
-            dxp[:, :, rows, cols] += np.einsum("no,ocuv->ncuv", g, weight)
+            for g in range(groups):
+                outs, ins = slice(g * o_group, (g + 1) * o_group), slice(g * c_group, (g + 1) * c_group)
+                grad = grad_out[:, outs, i, j]                                  # (N, O/G)
+                dweight[outs] += np.einsum("no,ncuv->ocuv", grad, xp[:, ins, rows, cols])
+                dxp[:, ins, rows, cols] += np.einsum("no,ocuv->ncuv", grad, weight[outs])
     dbias = grad_out.sum(axis=(0, 2, 3))
-    return dxp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]], dweight, dbias
+    return unpad_gradient_naive(dxp, x.shape, pads, padding_mode), dweight, dbias
 
 
 def _pool_windows(x, kernel, stride, padding, dilation, ceil_mode):

@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from .conv import _offset_slice
-from .module import Layer, as_pair, check_input
+from .module import Layer, as_pair, check_image_input
 
 Pair = tuple[int, int]
 
@@ -112,8 +112,8 @@ def _inside_input(kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out
     return inside.reshape(kh * kw, 1, 1, ho, wo)
 
 
-def maxpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
-    """``dL/dx``: every window's gradient goes to its winner; overlapping windows add up."""
+def _winners(cache) -> np.ndarray:
+    """(kh*kw, N, C, Ho, Wo) 0/1 mask: entry k is its window's winner (PyTorch's tie and NaN rules)."""
     candidates, y, padded_shape, input_shape, kernel, stride, (ph, pw), dilation = cache
     # The winner of each window: the first entry equal to the max, or, where the max is NaN, the last NaN.
     is_max = candidates == y
@@ -126,7 +126,24 @@ def maxpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
     if nan_windows.any():                          # rare: only with NaN in the input
         last_nan = _keep_first(np.isnan(candidates)[::-1])[::-1]
         is_winner[:, nan_windows] = last_nan[:, nan_windows]
+    return is_winner
 
+
+def maxpool2d_indices(cache) -> np.ndarray:
+    """PyTorch's ``return_indices``: for each window, its winner's flat index ``row * W + col`` within
+    its own (H, W) input plane, as int64. The winner is never a padding cell (see :func:`_winners`)."""
+    _, y, _, input_shape, (_, kw), (sh, sw), (ph, pw), (dh, dw) = cache
+    k = _winners(cache).argmax(axis=0)                           # (N, C, Ho, Wo): winner's entry
+    u, v = np.divmod(k, kw)
+    rows = np.arange(y.shape[2]).reshape(-1, 1) * sh + u * dh - ph
+    cols = np.arange(y.shape[3]) * sw + v * dw - pw
+    return (rows * input_shape[3] + cols).astype(np.int64)
+
+
+def maxpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
+    """``dL/dx``: every window's gradient goes to its winner; overlapping windows add up."""
+    _, _, padded_shape, input_shape, kernel, stride, (ph, pw), dilation = cache
+    is_winner = _winners(cache)
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     overlapping = sh < dh * (kh - 1) + 1 or sw < dw * (kw - 1) + 1
     dx_pad = np.zeros(padded_shape, dtype=grad_out.dtype)
@@ -141,14 +158,22 @@ def maxpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
 
 
 class MaxPool2d(Layer):
-    """``nn.MaxPool2d(kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False)`` in NumPy."""
+    """``nn.MaxPool2d(kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
+    ceil_mode=False)`` in NumPy, arguments in torch's order.
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False):
+    Inputs are (N, C, H, W) or one unbatched image (C, H, W). With ``return_indices=True`` the forward
+    pass returns ``(output, indices)``: each window's winner as a flat index into its (H, W) plane, int64,
+    as torch does (what ``nn.MaxUnpool2d`` takes); backward still takes the gradient of the output alone.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
+                 ceil_mode: bool = False):
         super().__init__()
         self.kernel_size = as_pair(kernel_size, "kernel_size")
         self.stride = as_pair(stride if stride is not None else kernel_size, "stride")
         self.padding = as_pair(padding, "padding")
         self.dilation = as_pair(dilation, "dilation")
+        self.return_indices = bool(return_indices)
         self.ceil_mode = bool(ceil_mode)
         if min(*self.kernel_size, *self.stride, *self.dilation) < 1 or min(self.padding) < 0:
             raise ValueError(f"MaxPool2d: kernel_size, stride, dilation must be positive and padding "
@@ -158,23 +183,31 @@ class MaxPool2d(Layer):
             raise ValueError(f"MaxPool2d: padding {self.padding} must be at most half of the kernel size "
                              f"{self.kernel_size} (as PyTorch requires)")
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        check_input(self, x, 4, "(N, C, H, W)")
+    def forward(self, x: np.ndarray):
+        x, unbatched = check_image_input(self, x)
         for size, k, p, d in zip(x.shape[2:], self.kernel_size, self.padding, self.dilation, strict=True):
             if size + 2 * p < d * (k - 1) + 1:
                 raise ValueError(f"{self.name}: input {x.shape[2]}x{x.shape[3]} (padding {self.padding}) "
                                  f"is smaller than the kernel {self.kernel_size} (dilation {self.dilation})")
         y, cache = maxpool2d_forward(x, self.kernel_size, self.stride, self.padding, self.dilation,
                                      self.ceil_mode)
-        self._keep(cache)
+        self._keep((cache, unbatched))
+        if unbatched:
+            y = y[0]
+        if self.return_indices:
+            indices = maxpool2d_indices(cache)
+            return y, (indices[0] if unbatched else indices)
         return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return maxpool2d_backward(grad_out, self._take_cache())
+        cache, unbatched = self._take_cache()
+        dx = maxpool2d_backward(grad_out[None] if unbatched else grad_out, cache)
+        return dx[0] if unbatched else dx
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+                f"dilation={self.dilation}, return_indices={self.return_indices}, ceil_mode={self.ceil_mode}")
+
 
 
 # --- average pooling (docs/12-average-pooling.md) ---------------------------------------------------
@@ -271,18 +304,20 @@ class AvgPool2d(Layer):
         self.divisor_override = divisor_override
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        check_input(self, x, 4, "(N, C, H, W)")
+        x, unbatched = check_image_input(self, x)     # (N, C, H, W) or one unbatched (C, H, W)
         for size, k, p in zip(x.shape[2:], self.kernel_size, self.padding, strict=True):
             if size + 2 * p < k:
                 raise ValueError(f"{self.name}: input {x.shape[2]}x{x.shape[3]} (padding {self.padding}) "
                                  f"is smaller than the kernel_size {self.kernel_size}")
         y, cache = avgpool2d_forward(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                                      self.count_include_pad, self.divisor_override)
-        self._keep(cache)
-        return y
+        self._keep((cache, unbatched))
+        return y[0] if unbatched else y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return avgpool2d_backward(grad_out, self._take_cache())
+        cache, unbatched = self._take_cache()
+        dx = avgpool2d_backward(grad_out[None] if unbatched else grad_out, cache)
+        return dx[0] if unbatched else dx
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "

@@ -19,7 +19,12 @@ import numpy as np
 from .loss import CrossEntropyLoss, cross_entropy
 from .model import Sequential
 from .module import no_grad
-from .optim import Adam
+
+
+class Stepper(Protocol):
+    """Any optimizer of ``scratch.optim``: all the loop needs is ``step()``."""
+
+    def step(self) -> None: ...
 
 
 class Optimizer(Protocol):
@@ -38,9 +43,9 @@ class NonFiniteLossError(FloatingPointError):
         self.epoch, self.step, self.loss = epoch, step, loss
 
 
-def train_step(model: Sequential, optimizer: Adam, x: np.ndarray, y: np.ndarray,
+def train_step(model: Sequential, optimizer: Stepper, x: np.ndarray, y: np.ndarray,
                dropout_masks: dict[str, np.ndarray] | None = None) -> float:
-    """One forward, backward and Adam step on a batch. Returns the batch's mean loss."""
+    """One forward, backward and optimizer step on a batch. Returns the batch's mean loss."""
     logits = model.forward(x, dropout_masks)
     loss, dlogits = cross_entropy(logits, y)
     model.backward(dlogits)

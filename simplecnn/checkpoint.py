@@ -1,7 +1,9 @@
 """Checkpoint files, written atomically so that a crash or Ctrl-C never leaves half a file.
 
 * ``model.npz``: the portable checkpoint, the model's state dict alone, with PyTorch's keys
-  (``conv1.weight``, ..., ``batch1.num_batches_tracked``). Either implementation loads it.
+  (``conv1.weight``, ..., ``batch1.num_batches_tracked``). Either implementation loads it. One extra
+  0-d string entry, ``simplecnn.config``, holds the network's choices as JSON (``activation``, ``pool``,
+  ``optimizer``, ...), so that ``evaluate`` and ``compare`` rebuild the network it was trained as.
 * ``checkpoint.npz``: everything a run needs to continue: ``model.<key>``, ``optim.<key>`` (Adam's
   moments and step) and ``meta``, a JSON document (configuration, epoch and step reached, RNG states,
   metric history).
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 CHECKPOINT_NAME, MODEL_NAME = "checkpoint.npz", "model.npz"
+MODEL_CONFIG_KEY = "simplecnn.config"
 
 
 class CheckpointError(Exception):
@@ -131,12 +134,8 @@ def convert_torch_file(source: str | os.PathLike, target: str | os.PathLike) -> 
     save_model(target, state)
 
 
-#: The extra 0-d string entry of ``model.npz`` holding the model's configuration as JSON (``num_classes``,
-#: ``dataset``, ...): what ``evaluate`` and ``compare`` rebuild the network from. Missing keys mean the defaults.
-MODEL_CONFIG_KEY = "simplecnn.config"
-
-
 def save_model(path: str | os.PathLike, state: dict[str, np.ndarray], config: dict | None = None) -> None:
+    """The state dict, plus ``config`` (JSON) under :data:`MODEL_CONFIG_KEY` when given."""
     arrays = dict(state)
     if config is not None:
         arrays[MODEL_CONFIG_KEY] = np.array(json.dumps(config))
@@ -154,20 +153,19 @@ def load_model(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def load_model_config(path: str | os.PathLike) -> dict:
-    """The configuration recorded with a model: the JSON entry of a ``model.npz`` ({} for files written
-    without one), or ``meta["config"]`` of a ``checkpoint.npz``."""
+    """The configuration a model file records: its JSON entry, ``meta["config"]`` for a ``checkpoint.npz``,
+    ``{}`` for a file written without one (missing keys mean the defaults)."""
     arrays = load_arrays(path)
+    key = "meta" if "meta" in arrays else MODEL_CONFIG_KEY
+    if key not in arrays:
+        return {}
     try:
-        if "meta" in arrays:
-            config = json.loads(str(arrays["meta"])).get("config", {})
-        elif MODEL_CONFIG_KEY in arrays:
-            config = json.loads(str(arrays[MODEL_CONFIG_KEY]))
-        else:
-            return {}
-    except (json.JSONDecodeError, AttributeError) as e:
-        raise CheckpointError(f"{path}: corrupt configuration entry ({e})") from None
+        document = json.loads(str(arrays[key]))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: corrupt {key!r} entry ({e})") from None
+    config = document.get("config", {}) if key == "meta" else document
     if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: corrupt configuration entry (not a JSON object)")
+        raise CheckpointError(f"{path}: the {key!r} entry is not a JSON object")
     return config
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from .backends import IMPLEMENTATIONS
+from scratch.model import ACTIVATIONS, POOLS
+
+from .backends import IMPLEMENTATIONS, OPTIMIZERS
 from .datasets import add_dataset_option
 
 
@@ -85,11 +88,14 @@ DATA_DIR_HELP = ("folder holding MNIST/raw/ (FashionMNIST/raw/, KMNIST/raw/ with
                  "themselves with --dataset idx) (default: $SIMPLECNN_DATA, else ./data)")
 
 
-def _add_training_options(p: argparse.ArgumentParser, default_out: str, default_epochs: int) -> None:
+def _add_training_options(p: argparse.ArgumentParser, default_out: str, default_epochs: int,
+                          lists: bool = False) -> None:
     p.add_argument("--epochs", type=_positive_int, default=None, help=f"epochs to train (default: {default_epochs})")
     p.set_defaults(default_epochs=default_epochs)
     p.add_argument("--batch-size", type=_positive_int, default=64, help="images per step (default: 64)")
-    p.add_argument("--lr", type=_learning_rate, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    defaults = ", ".join(f"{name} {choice.default_lr:g}" for name, choice in OPTIMIZERS.items())
+    p.add_argument("--lr", type=_learning_rate, default=None,
+                   help=f"learning rate (default: the optimizer's own: {defaults})")
     p.add_argument("--val-split", type=_fraction, default=0.1,
                    help="fraction of the training images held out for validation; 0 = no validation "
                         "(default: 0.1)")
@@ -101,6 +107,18 @@ def _add_training_options(p: argparse.ArgumentParser, default_out: str, default_
     p.add_argument("--train-limit", type=_positive_int, default=None,
                    help="train on the first N training images only, for quick runs (default: all)")
     p.add_argument("--no-download", action="store_true", help=NO_DOWNLOAD_HELP)
+    _add_network_choices(p, lists)
+
+
+def _add_network_choices(p: argparse.ArgumentParser, lists: bool) -> None:
+    """``--optimizer``, ``--activation``, ``--pool``: one value each, or (``lists``, for sweep) comma lists."""
+    for option, choices, default in (("--optimizer", OPTIMIZERS, "adam"), ("--activation", ACTIVATIONS, "relu"),
+                                     ("--pool", POOLS, "max")):
+        if lists:
+            p.add_argument(option, default=default, metavar="A,B,...",
+                           help=f"comma list of {', '.join(choices)} (default {default})")
+        else:
+            p.add_argument(option, choices=tuple(choices), default=None, help=f"default {default}")
 
 
 def _resume_help() -> str:
@@ -148,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", action="store_true",
                    help="also write confusion_matrix.png, conv1_filters.png, misclassified.png (default: off)")
     p.add_argument("--out", default=None, help="folder for the plots (default: the checkpoint's folder)")
+    p.add_argument("--image", type=int, default=None, metavar="INDEX",
+                   help="with --plots: the test image whose forward maps and backward gradients are drawn "
+                        "(default: 0)")
     p.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
     p.add_argument("--no-download", action="store_true", help=NO_DOWNLOAD_HELP)
 
@@ -155,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(p, "runs/compare", 1)
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="precision of both sides (default: float32)")
+
+    p = sub.add_parser("sweep", help="one training run per combination of optimizers, activations, pools")
+    p.add_argument("--impl", choices=IMPLEMENTATIONS, default="numpy", help="numpy (default) or torch")
+    _add_training_options(p, "runs/sweep", 2, lists=True)
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="torch only")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
 
     p = sub.add_parser("gradcheck", help="every scratch component against torch autograd")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
@@ -189,7 +216,7 @@ def _cmd_train(args) -> int:
                              batch_size=args.batch_size, lr=args.lr, val_split=args.val_split,
                              seed=args.seed, data_dir=args.data_dir,
                              out=args.out or f"runs/{impl}", train_limit=args.train_limit,
-                             device=args.device, dtype=args.dtype, dataset=args.dataset)
+                             device=args.device, dtype=args.dtype, dataset=args.dataset, **_single_choices(args))
     _check_device(config.impl, args)
     check_output_dir(config.out, RUN_FILES)
     if args.resume is None or Path(config.out).resolve() != Path(args.resume).resolve():
@@ -227,21 +254,35 @@ def _given(args) -> set[str]:
     return given_options(getattr(args, "argv", []))
 
 
+def _single_choices(args) -> dict[str, str]:
+    """The ``--optimizer/--activation/--pool`` given, the guide's network for those not given."""
+    return {"optimizer": args.optimizer or "adam", "activation": args.activation or "relu", "pool": args.pool or "max"}
+
+
 def _cmd_evaluate(args) -> int:
     from .checkpoint import check_finite_state, load_model
-    from .datasets import evaluate_checkpoint
+    from .datasets import prepare_evaluation
 
     checkpoint = Path(args.checkpoint)
     if checkpoint.is_dir():  # a run folder: its portable checkpoint
         checkpoint = checkpoint / "model.npz"
     _check_device(args.impl, args)
+    if args.image is not None and not args.plots:
+        raise UsageError("--image: only used with --plots (it picks the image of the backward-pass figures)")
+    image = 0 if args.image is None else args.image
     if args.plots:
+        from .backprop_plots import BACKPROP_FILES
         from .outputs import check_output_dir
 
-        check_output_dir(args.out or checkpoint.parent, PLOT_FILES)
+        check_output_dir(args.out or checkpoint.parent, PLOT_FILES + BACKPROP_FILES)
     state = load_model(checkpoint)
     check_finite_state(state, checkpoint)
-    backend, data, loss, accuracy, predicted = evaluate_checkpoint(args, checkpoint, state)
+    backend, data, test_x = prepare_evaluation(args, checkpoint, state)
+    from .backprop_plots import check_image_index, plot_backward_pass
+
+    if args.plots and (problem := check_image_index(image, len(test_x))):
+        raise UsageError(problem)
+    loss, accuracy, predicted = backend.evaluate(test_x, data.test_labels)
     print(f"Test Loss: {loss:.4f}, Test Accuracy: {accuracy:.2f}%")
     if args.plots:
         from .plots import plot_confusion_matrix, plot_filters, plot_misclassified
@@ -251,6 +292,8 @@ def _cmd_evaluate(args) -> int:
         plot_filters(backend.model_state()["conv1.weight"], out / "conv1_filters.png")
         plot_misclassified(data.test_images, data.test_labels, predicted, out / "misclassified.png", data.classes)
         print(f"Wrote confusion_matrix.png, conv1_filters.png, misclassified.png to {out}")
+        backprop = plot_backward_pass(backend, test_x, data.test_labels, image, out)
+        print(f"Wrote {len(backprop)} backward-pass figures (backprop_*.png) for test image {image}")
     return 0
 
 
@@ -266,7 +309,25 @@ def _cmd_compare(args) -> int:
     compare(CompareConfig(epochs=args.epochs or args.default_epochs, batch_size=args.batch_size,
                           lr=args.lr, val_split=args.val_split, seed=args.seed, data_dir=args.data_dir,
                           out=args.out or "runs/compare", train_limit=args.train_limit, dtype=args.dtype,
-                          dataset=args.dataset))
+                          dataset=args.dataset, **_single_choices(args)))
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from .outputs import check_output_dir
+    from .sweep import SWEEP_FILES, SweepConfig, parse_choices, sweep
+
+    check_output_dir(args.out or "runs/sweep", SWEEP_FILES)
+    try:
+        lists: dict[str, Any] = {"optimizers": parse_choices("--optimizer", args.optimizer, OPTIMIZERS),
+                 "activations": parse_choices("--activation", args.activation, ACTIVATIONS),
+                 "pools": parse_choices("--pool", args.pool, POOLS)}
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    sweep(SweepConfig(impl=args.impl, **lists, epochs=args.epochs or args.default_epochs,
+                      batch_size=args.batch_size, lr=args.lr, val_split=args.val_split, seed=args.seed,
+                      data_dir=args.data_dir, out=args.out or "runs/sweep", train_limit=args.train_limit,
+                      device=args.device, dtype=args.dtype, dataset=args.dataset))
     return 0
 
 
@@ -292,7 +353,7 @@ def _cmd_exercise(args) -> int:
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "compare": _cmd_compare,
             "gradcheck": _cmd_gradcheck, "exercise": _cmd_exercise,
-            "convert": _cmd_convert}
+            "convert": _cmd_convert, "sweep": _cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

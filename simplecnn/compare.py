@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from scratch.data import epoch_batches, load_mnist, split_mnist
 
-from .backends import NumpyBackend, TorchBackend
+from .backends import NumpyBackend, TorchBackend, default_lr
 
 #: What ``compare`` writes into its folder.
 COMPARE_FILES = ("compare.json", "compare_losses.png", "compare_drift.png")
@@ -35,7 +36,7 @@ COMPARE_FILES = ("compare.json", "compare_losses.png", "compare_drift.png")
 class CompareConfig:
     epochs: int = 1
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float | None = None  # None: the optimizer's default learning rate
     val_split: float = 0.1
     seed: int = 0
     data_dir: str | None = None
@@ -43,6 +44,9 @@ class CompareConfig:
     train_limit: int | None = None
     dtype: str = "float32"
     dataset: str = "mnist"
+    optimizer: str = "adam"
+    activation: str = "relu"
+    pool: str = "max"
 
 
 #: conv1.bias and conv2.bias feed batch-norm, which subtracts each channel's mean: their true gradient
@@ -67,10 +71,15 @@ def weight_drift(a: dict[str, np.ndarray], b: dict[str, np.ndarray], skip: tuple
 
 def compare(config: CompareConfig, log=print) -> dict:
     dtype = np.dtype(config.dtype)
+    if config.lr is None:
+        config.lr = default_lr(config.optimizer)
     mnist = load_mnist(config.data_dir, dataset=config.dataset)
-    numpy_side = NumpyBackend(config.seed, dtype, config.lr, num_classes=mnist.num_classes)
-    torch_side = TorchBackend(config.seed, dtype, config.lr, device="cpu", num_classes=mnist.num_classes)
+    choices: dict[str, Any] = {"num_classes": mnist.num_classes, "activation": config.activation,
+                               "pool": config.pool, "optimizer": config.optimizer}
+    numpy_side = NumpyBackend(config.seed, dtype, config.lr, **choices)
+    torch_side = TorchBackend(config.seed, dtype, config.lr, device="cpu", **choices)
     torch_side.load_model_state(numpy_side.model_state())
+    torch_side.load_optimizer_state(numpy_side.optimizer_state())
     data = split_mnist(mnist, config.val_split, config.seed, config.train_limit, dtype)
     model = numpy_side.model
     history: dict[str, dict[str, list[float]]] = {

@@ -41,11 +41,11 @@ def evaluation_dataset(requested: str | None, config: dict) -> tuple[str, str | 
                      f"{DATASETS[dataset].title} ({dataset})")
 
 
-def evaluate_checkpoint(args, checkpoint, state: dict):
-    """``evaluate``'s data and numbers: the network rebuilt from the checkpoint's recorded configuration
-    (``num_classes``; for a file without one, the rows of its last layer), the test set of ``--dataset``
-    (else the one it was trained on) normalized with that set's statistics. Returns
-    ``(backend, data, loss, accuracy, predicted)``."""
+def prepare_evaluation(args, checkpoint, state: dict):
+    """``evaluate``'s network and data: the network rebuilt from the checkpoint's recorded configuration
+    (``num_classes``, ``activation``, ``pool``; for a file without ``num_classes``, the rows of its last
+    layer), and the test set of ``--dataset`` (else the one it was trained on) normalized with that set's
+    statistics. Returns ``(backend, data, test_x)``."""
     import numpy as np
 
     from scratch.data import DataError, load_dataset, normalize
@@ -59,12 +59,11 @@ def evaluate_checkpoint(args, checkpoint, state: dict):
         print(note)
     last = state.get("fc2.weight")
     num_classes = int(config.get("num_classes", last.shape[0] if last is not None and last.ndim == 2 else 10))
+    network = {k: config[k] for k in ("activation", "pool") if k in config}
     data = load_dataset(dataset, args.data_dir)
     if data.test_labels.size and int(data.test_labels.max()) >= num_classes:
         raise DataError(f"{DATASETS[dataset].title} has {data.num_classes} classes (test labels up to "
                         f"{int(data.test_labels.max())}), but the model in {checkpoint} has {num_classes} outputs")
-    backend = make_backend(args.impl, seed=0, device=args.device, num_classes=num_classes)
+    backend = make_backend(args.impl, seed=0, device=args.device, num_classes=num_classes, **network)
     backend.load_model_state(state)
-    test_x = normalize(data.test_images, np.float32, data.mean, data.std)
-    loss, accuracy, predicted = backend.evaluate(test_x, data.test_labels)
-    return backend, data, loss, accuracy, predicted
+    return backend, data, normalize(data.test_images, np.float32, data.mean, data.std)

@@ -10,6 +10,7 @@ value is within the tolerance of its kind for the dtype (``torch_impl.mirror.TOL
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -51,6 +52,8 @@ def _layer_check(make_layer: Callable[[np.dtype], scratch.Layer], input_shape, v
                 x = rng.standard_normal(input_shape)
             x = x.astype(dtype)
             y = layer.forward(x)
+            if isinstance(y, tuple):    # (output, indices): the gradient is the output's
+                y = y[0]
             upstream = rng.standard_normal(y.shape).astype(dtype)
             comparisons += run_layer_pair(layer, module, x, upstream)
         return comparisons
@@ -58,11 +61,16 @@ def _layer_check(make_layer: Callable[[np.dtype], scratch.Layer], input_shape, v
     return check
 
 
-def _batchnorm(training: bool):
+def _batchnorm(training: bool, **options):
+    """Three training steps, then (``training=False``) one in eval mode. ``options`` (affine, bias,
+    track_running_stats) go to both layers."""
+
     def check(dtype: np.dtype, rng: np.random.Generator) -> list[Comparison]:
-        layer = scratch.BatchNorm2d(3, dtype=dtype)
-        layer.weight.data[...] = rng.uniform(0.5, 2.0, 3)
-        layer.bias.data[...] = rng.standard_normal(3)
+        layer = scratch.BatchNorm2d(3, dtype=dtype, **options)
+        if layer.weight is not None:
+            layer.weight.data[...] = rng.uniform(0.5, 2.0, 3)
+        if layer.bias is not None:
+            layer.bias.data[...] = rng.standard_normal(3)
         module = torch_twin(layer)
         comparisons = []
         for _ in range(3):   # three training steps: running statistics and num_batches_tracked move
@@ -175,14 +183,40 @@ COMPONENTS: dict[str, Callable[[np.dtype, np.random.Generator], list[Comparison]
         lambda dt: scratch.Conv2d(3, 4, (3, 2), stride=(2, 3), padding=(1, 2), dilation=(1, 2),
                                   rng=np.random.default_rng(2), dtype=dt),
         (2, 3, 9, 10)),
+    # the options torch.nn.Conv2d has beyond SimpleCNN's: "same" padding with an even (dilated) kernel
+    # (the extra cell after), groups with a padding mode each, depthwise, and an unbatched (C, H, W) input
+    "conv2d (padding same, even kernel)": _layer_check(
+        lambda dt: scratch.Conv2d(3, 4, (4, 3), padding="same", dilation=(1, 2), rng=np.random.default_rng(4),
+                                  dtype=dt),
+        (2, 3, 7, 9)),
+    "conv2d (groups 3, reflect)": _layer_check(
+        lambda dt: scratch.Conv2d(6, 9, 3, padding=(2, 1), groups=3, padding_mode="reflect",
+                                  rng=np.random.default_rng(5), dtype=dt),
+        (2, 6, 6, 7)),
+    "conv2d (depthwise, replicate, strided)": _layer_check(
+        lambda dt: scratch.Conv2d(4, 8, (2, 3), 2, 2, groups=4, padding_mode="replicate",
+                                  rng=np.random.default_rng(6), dtype=dt),
+        (2, 4, 7, 6)),
+    "conv2d (circular, unbatched)": _layer_check(
+        lambda dt: scratch.Conv2d(3, 4, 3, padding=(1, 2), padding_mode="circular", rng=np.random.default_rng(7),
+                                  dtype=dt),
+        (3, 7, 9)),
     "maxpool2d": _layer_check(lambda dt: scratch.MaxPool2d(2), (2, 3, 8, 8), "distinct"),
     "maxpool2d (overlapping, padding 1)": _layer_check(lambda dt: scratch.MaxPool2d(3, stride=2, padding=1),
                                                        (2, 3, 9, 8), "distinct"),
     "maxpool2d (tied maxima)": _layer_check(lambda dt: scratch.MaxPool2d(3, stride=1), (2, 3, 7, 7), "tied"),
+    "maxpool2d (return_indices, unbatched)": _layer_check(
+        lambda dt: scratch.MaxPool2d(3, 2, 1, return_indices=True), (3, 9, 8), "distinct"),
     "batchnorm2d (train)": _batchnorm(training=True),
     "batchnorm2d (eval)": _batchnorm(training=False),
+    "batchnorm2d (affine=False, eval)": _batchnorm(training=False, affine=False),
+    "batchnorm2d (bias=False, eval)": _batchnorm(training=False, bias=False),
+    "batchnorm2d (track_running_stats=False, eval)": _batchnorm(training=False, track_running_stats=False),
     "dropout": _dropout,
     "linear": _layer_check(lambda dt: scratch.Linear(12, 5, rng=np.random.default_rng(3), dtype=dt), (6, 12)),
+    "linear (unbatched)": _layer_check(
+        lambda dt: scratch.Linear(12, 5, rng=np.random.default_rng(8), dtype=dt), (12,)),
+    "relu (unbatched)": _layer_check(lambda dt: scratch.ReLU(), (3, 5, 5), "with zeros"),
     "relu": _layer_check(lambda dt: scratch.ReLU(), (4, 3, 5, 5), "with zeros"),
     "flatten": _layer_check(lambda dt: scratch.Flatten(), (4, 3, 5, 5)),
     "leaky_relu": _layer_check(lambda dt: scratch.LeakyReLU(), (4, 3, 5, 5), "with zeros"),
@@ -240,7 +274,9 @@ def run(dtype: str = "float64", seed: int = 0) -> int:
     failures = []
     for name, check in COMPONENTS.items():
         try:
-            comparisons = check(np_dtype, rng)
+            with warnings.catch_warnings():   # torch's note that "same" with an even kernel copies the input
+                warnings.filterwarnings("ignore", message="Using padding='same'", category=UserWarning)
+                comparisons = check(np_dtype, rng)
         except Exception as error:  # a crash is a failed check, reported in the table like any other
             failures.append(f"{name}: {type(error).__name__}: {error}")
             print(f"{name:<{width}} | {'-':>13} | {'-':>13} | FAILED")

@@ -32,7 +32,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 import scratch
-from scratch.conv import conv_output_size
+from scratch.conv import PADDING_MODES, conv_output_size, same_padding
 from scratch.module import Layer
 from scratch.numerical import numerical_gradient
 from scratch.pool import pool_output_size
@@ -135,13 +135,15 @@ def assert_matches_numerical(layer: Layer, x: np.ndarray, upstream: np.ndarray, 
     """The layer's analytic input and parameter gradients equal central differences of ``sum(y * G)``.
 
     ``G = upstream`` is random, so every output element is weighted differently (with ``G = 1``
-    batch-norm's input gradient would be zero and prove nothing). float64 only.
+    batch-norm's input gradient would be zero and prove nothing). float64 only. A layer returning
+    ``(output, indices)`` is differentiated through its output.
     """
     assert x.dtype == np.float64 and upstream.dtype == np.float64
     x = x.copy()  # perturbed in place by numerical_gradient
 
     def scalarized() -> float:
-        return float(np.sum(layer.forward(x, **forward_kwargs) * upstream))
+        y = layer.forward(x, **forward_kwargs)
+        return float(np.sum((y[0] if isinstance(y, tuple) else y) * upstream))
 
     layer.forward(x, **forward_kwargs)
     analytic_dx = layer.backward(upstream)
@@ -181,7 +183,7 @@ REFERENCE = Implementation()
 def linear_configs(draw):
     """in/out features, with or without bias, and inputs (N, in) or with extra leading axes (N, ..., in)."""
     in_features, out_features = draw(st.integers(1, 8)), draw(st.integers(1, 8))
-    leading = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    leading = tuple(draw(st.lists(st.integers(1, 4), min_size=0, max_size=3)))   # (): one unbatched (in,)
     return in_features, out_features, draw(st.booleans()), leading, draw(seeds)
 
 
@@ -301,38 +303,58 @@ def dropout_matches_finite_differences(example, impl: Implementation = REFERENCE
 
 @st.composite
 def conv_configs(draw, max_channels=4, max_extra_size=6):
-    """A Conv2d and an input shape that fits it: non-square kernels, strides, padding, dilation."""
+    """A Conv2d torch accepts and an input shape that fits it: non-square kernels, strides, padding
+    (pairs, "same", "valid"), dilation, groups (depthwise and one channel per group included), every
+    padding_mode, batched or unbatched inputs."""
     kernel = draw(pairs(st.integers(1, 4), st.integers(1, 4)))
-    stride = draw(pairs(st.integers(1, 3), st.integers(1, 3)))
-    padding = draw(pairs(st.integers(0, 2), st.integers(0, 2)))
     dilation = draw(pairs(st.integers(1, 2), st.integers(1, 2)))
-    # The smallest input the (dilated) kernel fits in, given the padding, plus something; sometimes
-    # wide, so that scratch's two im2col layouts (batch-last for short output rows, per-image for rows
-    # of 16 or more, see scratch/conv.py) are both exercised.
+    padding = draw(st.one_of(pairs(st.integers(0, 2), st.integers(0, 2)), st.sampled_from(["same", "valid"])))
+    stride = (1, 1) if padding == "same" else draw(pairs(st.integers(1, 3), st.integers(1, 3)))
+    pads = conv_layer_pads(padding, kernel, dilation)
+    # The smallest input the (dilated) kernel fits in, given the padding, and larger than every pad (so
+    # that reflect and circular padding are defined), plus something; sometimes wide, so that scratch's
+    # two im2col layouts (batch-last for short output rows, per-image for rows of 16 or more, see
+    # scratch/conv.py) are both exercised.
     extra_h = draw(st.integers(0, max_extra_size))
     extra_w = draw(st.one_of(st.integers(0, max_extra_size), st.integers(16, 20)))
-    hw = [max(1, d * (k - 1) + 1 - 2 * p) + extra
-          for k, p, d, extra in zip(kernel, padding, dilation, (extra_h, extra_w), strict=True)]
-    config = dict(batch=draw(st.integers(1, 3)), in_channels=draw(st.integers(1, max_channels)),
-                  out_channels=draw(st.integers(1, max_channels)), hw=tuple(hw), kernel_size=kernel,
-                  stride=stride, padding=padding, dilation=dilation, bias=draw(st.booleans()))
+    hw = [max(1, d * (k - 1) + 1 - before - after, before + 1, after + 1) + extra
+          for k, d, before, after, extra in zip(kernel, dilation, pads[::2], pads[1::2], (extra_h, extra_w),
+                                                strict=True)]
+    groups = draw(st.integers(1, 3))
+    config = dict(batch=draw(st.one_of(st.none(), st.integers(1, 3))),   # None: one unbatched image
+                  in_channels=groups * draw(st.integers(1, max(1, max_channels // groups))),
+                  out_channels=groups * draw(st.integers(1, max(1, max_channels // groups))),
+                  hw=tuple(hw), kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+                  groups=groups, bias=draw(st.booleans()), padding_mode=draw(st.sampled_from(PADDING_MODES)))
     return config, draw(seeds)
+
+
+def conv_layer_pads(padding, kernel, dilation) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) for a Conv2d ``padding`` argument (torch's "same" rule included)."""
+    if padding == "same":
+        return same_padding(kernel, dilation)
+    if padding == "valid":
+        return (0, 0, 0, 0)
+    return (padding[0], padding[0], padding[1], padding[1])
 
 
 def make_conv(config, dtype, rng, impl: Implementation = REFERENCE):
     layer = impl.conv2d(config["in_channels"], config["out_channels"], config["kernel_size"],
-                        config["stride"], config["padding"], config["dilation"], bias=config["bias"],
-                        rng=rng, dtype=dtype)
-    x = rng.standard_normal((config["batch"], config["in_channels"], *config["hw"])).astype(dtype)
-    out_hw = [conv_output_size(s, k, st_, p, d) for s, k, st_, p, d in
-              zip(config["hw"], config["kernel_size"], config["stride"], config["padding"], config["dilation"],
+                        config["stride"], config["padding"], config["dilation"], config["groups"],
+                        config["bias"], config["padding_mode"], rng=rng, dtype=dtype)
+    batch = () if config["batch"] is None else (config["batch"],)
+    x = rng.standard_normal((*batch, config["in_channels"], *config["hw"])).astype(dtype)
+    pads = conv_layer_pads(config["padding"], config["kernel_size"], config["dilation"])
+    out_hw = [conv_output_size(s + before + after, k, st_, 0, d) for s, k, st_, d, before, after in
+              zip(config["hw"], config["kernel_size"], config["stride"], config["dilation"], pads[::2], pads[1::2],
                   strict=True)]
-    upstream = random_upstream(rng, (config["batch"], config["out_channels"], *out_hw), dtype)
+    upstream = random_upstream(rng, (*batch, config["out_channels"], *out_hw), dtype)
     return layer, x, upstream
 
 
 def conv2d_matches_torch(config_and_seed, dtype, impl: Implementation = REFERENCE) -> None:
-    """Output, dL/dx, dL/dweight and dL/dbias equal nn.Conv2d's for any kernel/stride/padding/dilation."""
+    """Output, dL/dx, dL/dweight and dL/dbias equal nn.Conv2d's for any kernel/stride/padding/dilation,
+    groups and padding_mode, batched or not."""
     config, seed = config_and_seed
     layer, x, upstream = make_conv(config, dtype, np.random.default_rng(seed), impl)
     assert_parity(layer, torch_twin(layer), x, upstream)
@@ -354,13 +376,14 @@ def every_window_sees_input(size, kernel, stride, padding, dilation, ceil_mode) 
 
 
 @st.composite
-def pool_configs(draw, overlapping: bool = False):
-    """A MaxPool2d PyTorch accepts, including stride < kernel (overlapping windows), padding, dilation
-    and ceil mode, and an input shape it fits. ``overlapping``: only configurations whose windows
-    overlap along at least one axis."""
+def pool_configs(draw, overlapping: bool = False, max_dilation: int = 2):
+    """A MaxPool2d PyTorch accepts, including stride < kernel (overlapping windows), padding, dilation,
+    ceil mode and return_indices, and an input shape it fits, batched or unbatched. ``overlapping``: only
+    configurations whose windows overlap along at least one axis. ``max_dilation=1``: no dilation (the
+    window geometry of average pooling, which has none)."""
     kernel = draw(pairs(st.integers(1, 4), st.integers(1, 4)))
     stride = draw(pairs(st.integers(1, 4), st.integers(1, 4)))
-    dilation = draw(pairs(st.integers(1, 2), st.integers(1, 2)))
+    dilation = draw(pairs(st.integers(1, max_dilation), st.integers(1, max_dilation)))
     if overlapping:
         assume(any(s < d * (k - 1) + 1 for k, s, d in zip(kernel, stride, dilation, strict=True)))
     # PyTorch: padding <= kernel // 2 and <= half the effective (dilated) kernel.
@@ -373,34 +396,40 @@ def pool_configs(draw, overlapping: bool = False):
     # -inf there with an index outside the input, and its backward then writes out of bounds (a crash).
     assume(all(every_window_sees_input(*axis, ceil_mode)
                for axis in zip(hw, kernel, stride, padding, dilation, strict=True)))
-    config = dict(batch=draw(st.integers(1, 2)), channels=draw(st.integers(1, 3)), hw=hw,
-                  kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+    config = dict(batch=draw(st.one_of(st.none(), st.integers(1, 2))),   # None: one unbatched image
+                  channels=draw(st.integers(1, 3)), hw=hw, kernel_size=kernel, stride=stride, padding=padding,
+                  dilation=dilation, return_indices=draw(st.booleans()), ceil_mode=ceil_mode)
     return config, draw(seeds)
 
 
 def make_pool(config, impl: Implementation = REFERENCE):
     return impl.maxpool2d(config["kernel_size"], config["stride"], config["padding"], config["dilation"],
-                          config["ceil_mode"])
+                          config["return_indices"], config["ceil_mode"])
 
 
 def pool_output_shape(config):
     sizes = [pool_output_size(s, k, st_, p, d, config["ceil_mode"]) for s, k, st_, p, d in
              zip(config["hw"], config["kernel_size"], config["stride"], config["padding"], config["dilation"],
                  strict=True)]
-    return (config["batch"], config["channels"], *sizes)
+    return (*pool_input_shape(config)[:-2], *sizes)
+
+
+def pool_input_shape(config):
+    """(N, C, H, W), or (C, H, W) for an unbatched config."""
+    return (*(() if config["batch"] is None else (config["batch"],)), config["channels"], *config["hw"])
 
 
 def distinct_input(config, dtype, rng):
     """Every value different (a shuffled ramp), so each window has exactly one maximum; the values are
     1/size apart, far more than a finite-difference step."""
-    shape = (config["batch"], config["channels"], *config["hw"])
+    shape = pool_input_shape(config)
     size = int(np.prod(shape))
     return (rng.permutation(size).reshape(shape) / size - 0.5).astype(dtype)
 
 
 def tied_input(config, dtype, rng, levels):
     """Integer values from a tiny range: most windows hold several equal maxima (``levels=1``: constant)."""
-    shape = (config["batch"], config["channels"], *config["hw"])
+    shape = pool_input_shape(config)
     return rng.integers(0, levels, size=shape).astype(dtype)
 
 
@@ -408,7 +437,8 @@ tie_levels = st.integers(1, 3)
 
 
 def maxpool2d_matches_torch(config_and_seed, dtype, impl: Implementation = REFERENCE) -> None:
-    """Output and dL/dx equal nn.MaxPool2d's; overlapping windows accumulate, padding never wins."""
+    """Output, dL/dx (and the indices) equal nn.MaxPool2d's; overlapping windows accumulate, padding never
+    wins."""
     config, seed = config_and_seed
     rng = np.random.default_rng(seed)
     layer = make_pool(config, impl)
@@ -441,13 +471,15 @@ def maxpool2d_matches_finite_differences(config_and_seed, impl: Implementation =
 @st.composite
 def batchnorm_configs(draw):
     """Shapes with at least 2 values per channel (training needs them), PyTorch's momentum, None (the
-    cumulative average), or any other in [0, 1], and two eps values."""
+    cumulative average), or any other in [0, 1], two eps values, and every combination of affine,
+    bias and track_running_stats."""
     batch, height, width = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
     if batch * height * width < 2:
         batch = 2
     config = dict(shape=(batch, draw(st.integers(1, 4)), height, width),
                   momentum=draw(st.one_of(st.just(0.1), st.none(), st.floats(0.0, 1.0))),
-                  eps=draw(st.sampled_from([1e-5, 1e-3])),
+                  eps=draw(st.sampled_from([1e-5, 1e-3])), affine=draw(st.booleans()),
+                  track_running_stats=draw(st.booleans()), bias=draw(st.booleans()),
                   # an input that is not already normalized: its own mean and spread
                   loc=draw(st.floats(-2.0, 2.0)), spread=draw(st.floats(0.5, 3.0)))
     return config, draw(seeds)
@@ -455,9 +487,12 @@ def batchnorm_configs(draw):
 
 def make_batchnorm(config, dtype, rng, impl: Implementation = REFERENCE):
     """A layer with random gamma/beta (gamma = 1, beta = 0 would hide a mix-up between them)."""
-    layer = impl.batchnorm2d(config["shape"][1], eps=config["eps"], momentum=config["momentum"], dtype=dtype)
-    layer.weight.data[...] = rng.uniform(0.5, 2.0, layer.num_features) * rng.choice([-1, 1], layer.num_features)
-    layer.bias.data[...] = rng.standard_normal(layer.num_features)
+    layer = impl.batchnorm2d(config["shape"][1], config["eps"], config["momentum"], config["affine"],
+                             config["track_running_stats"], bias=config["bias"], dtype=dtype)
+    if layer.weight is not None:
+        layer.weight.data[...] = rng.uniform(0.5, 2.0, layer.num_features) * rng.choice([-1, 1], layer.num_features)
+    if layer.bias is not None:
+        layer.bias.data[...] = rng.standard_normal(layer.num_features)
     return layer
 
 
@@ -484,19 +519,24 @@ batchnorm_steps = st.integers(1, 4)
 def batchnorm2d_training_steps_then_eval_match_torch(example, dtype, impl: Implementation = REFERENCE) -> None:
     """Each training step: output, dL/dx, dL/dgamma, dL/dbeta, and the running statistics afterwards
     (running_var unbiased, num_batches_tracked, momentum None = cumulative average) equal torch's.
-    Then evaluation mode, which uses those running statistics, on a batch of one and a full batch."""
+    Then evaluation mode, which uses those running statistics, on a batch of one and a full batch; without
+    running statistics (track_running_stats=False) evaluation uses the batch's own, so the batch of one
+    must have two values per channel. The state-dict keys are torch's for every option."""
     (config, seed), steps = example
     rng = np.random.default_rng(seed)
     layer = make_batchnorm(config, dtype, rng, impl)
     twin = torch_twin(layer)
+    assert list(layer.state_dict()) == list(twin.state_dict())
     for _ in range(steps):
         assert_parity(layer, twin, batchnorm_input(config, dtype, rng), random_upstream(rng, config["shape"], dtype))
     layer.eval()
     twin.eval()
     for shape in [(1, *config["shape"][1:]), config["shape"]]:
-        assert_parity(layer, twin, batchnorm_input(config, dtype, rng, shape, training=False),
+        if not layer.track_running_stats and np.prod(shape) // shape[1] < 2:
+            continue
+        assert_parity(layer, twin, batchnorm_input(config, dtype, rng, shape, training=not layer.track_running_stats),
                       random_upstream(rng, shape, dtype))
-    assert layer.num_batches_tracked == steps
+    assert layer.num_batches_tracked == (steps if layer.track_running_stats else None)
 
 
 def batchnorm2d_matches_finite_differences(example, impl: Implementation = REFERENCE) -> None:
@@ -505,9 +545,10 @@ def batchnorm2d_matches_finite_differences(example, impl: Implementation = REFER
     (config, seed), training = example
     rng = np.random.default_rng(seed)
     layer = make_batchnorm(config, np.float64, rng, impl)
-    if not training:
+    if not training and layer.running_mean is not None and layer.running_var is not None:
         layer.running_mean[...] = rng.standard_normal(layer.num_features)
         layer.running_var[...] = rng.uniform(0.5, 2.0, layer.num_features)
+    if not training:
         layer.eval()
     assert_matches_numerical(layer, batchnorm_input(config, np.float64, rng),
                              random_upstream(rng, config["shape"], np.float64))

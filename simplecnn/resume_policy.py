@@ -30,6 +30,9 @@ RESUME_POLICY: dict[str, tuple[str, str]] = {
     "dataset": (REFUSE, "it fixes the images trained on and the number of classes"),
     "seed": (REFUSE, "it fixes the split, the batch order and the initial weights"),
     "dtype": (REFUSE, "the saved weights and optimizer state are in the recorded precision"),
+    "optimizer": (REFUSE, "the saved optimizer state belongs to the recorded optimizer"),
+    "activation": (REFUSE, "the saved weights were trained for the recorded network"),
+    "pool": (REFUSE, "the saved weights were trained for the recorded network"),
 }
 
 

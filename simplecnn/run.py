@@ -24,7 +24,7 @@ from scratch.train import NonFiniteLossError
 from scratch.train import epoch_line as _epoch_line
 from scratch.train import progress_bar as _progress_bar
 
-from .backends import make_backend
+from .backends import default_lr, make_backend
 from .checkpoint import MODEL_NAME, load_training_checkpoint, save_model, save_training_checkpoint, write_atomically
 from .datasets import model_config
 
@@ -34,7 +34,7 @@ class TrainConfig:
     impl: str = "numpy"
     epochs: int = 10
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float | None = None  # None: the optimizer's default learning rate (backends.OPTIMIZERS)
     val_split: float = 0.1
     seed: int = 0
     data_dir: str | None = None
@@ -43,6 +43,14 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "float32"
     dataset: str = "mnist"
+    optimizer: str = "adam"
+    activation: str = "relu"
+    pool: str = "max"
+
+
+def network_choices(config) -> dict:
+    """What rebuilds the network and its optimizer: ``make_backend``'s keywords, also recorded in model.npz."""
+    return {"activation": config.activation, "pool": config.pool, "optimizer": config.optimizer}
 
 
 @dataclass
@@ -121,9 +129,11 @@ def _nan_to_none(values: list[float]) -> list[float | None]:
 def _write_outputs(out: Path, config: TrainConfig, history: History, model_state: dict,
                    test: tuple[float, float] | None, data: MNIST) -> dict:
     """model.npz, metrics.json (test results null until the test evaluation is done) and losses.png."""
-    save_model(out / MODEL_NAME, model_state, model_config(data.dataset, data.num_classes, data.classes))
+    save_model(out / MODEL_NAME, model_state,
+               {**model_config(data.dataset, data.num_classes, data.classes), **network_choices(config)})
     metrics = {"impl": config.impl, "dataset": config.dataset, "num_classes": data.num_classes,
-               "epochs": config.epochs, "train_losses": history.train_losses,
+               "epochs": config.epochs, **network_choices(config), "lr": config.lr,
+               "train_losses": history.train_losses,
                "val_losses": _nan_to_none(history.val_losses),  # null: no validation (--val-split 0)
                "val_accuracies": _nan_to_none(history.val_accuracies),
                "test_loss": test[0] if test else None, "test_accuracy": test[1] if test else None,
@@ -141,9 +151,11 @@ def train(config: TrainConfig, resume: str | None = None, log=print, changes: di
     """Run (or continue) a training run; returns the metrics written to ``metrics.json``."""
     history, progress = History(), Progress()
     out = Path(config.out)
+    if config.lr is None:
+        config.lr = default_lr(config.optimizer)
     mnist = load_mnist(config.data_dir, dataset=config.dataset)
     backend = make_backend(config.impl, config.seed, np.dtype(config.dtype), config.lr, config.device,
-                           num_classes=mnist.num_classes)
+                           num_classes=mnist.num_classes, **network_choices(config))
     if resume is not None:
         model_state, optim_state, meta = load_training_checkpoint(resume)
         backend.load_model_state(model_state)

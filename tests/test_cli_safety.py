@@ -105,6 +105,14 @@ def test_compare_out_file_fails_before_training(tmp_path, capsys, monkeypatch):
     assert out.read_text() == "keep me"
 
 
+def test_sweep_out_file_fails_before_training(tmp_path, capsys, monkeypatch):
+    out = _bad_out("existing file", tmp_path)
+    monkeypatch.setattr("simplecnn.sweep.load_mnist", lambda *a: pytest.fail("training started"))
+    assert main(["sweep", "--optimizer", "adam,sgd", *QUICK, "--out", str(out)]) == 2
+    one_error_line(capsys, "--out", str(out), "not a folder")
+    assert out.read_text() == "keep me"
+
+
 # --- earlier runs are never replaced silently ---------------------------------------------------
 
 def test_new_run_refuses_to_replace_a_finished_one(run_copy, mnist_dir, capsys):

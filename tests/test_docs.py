@@ -176,3 +176,30 @@ def test_the_link_rules_catch_mistakes(tmp_path):
     assert missing(linked, tmp_path / "mod.py") == ["c"]
     (match,) = NAMES_IN_LINK.finditer(prose(doc))
     assert missing(BACKTICKED.findall(match["names"]), tmp_path / "mod.py") == ["zz"]
+
+
+def test_docs10_quotes_the_code_numbers() -> None:
+    """docs/10's tolerance table and profile sizes are the ones in mirror.TOLERANCES and parity_tests/conftest.py."""
+    import re
+
+    import numpy as np
+    from hypothesis import settings
+
+    import parity_tests.conftest  # noqa: F401  (registers the profiles)
+    from torch_impl.mirror import TOLERANCES
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "10-verifying-gradients.md").read_text()
+
+    def tex(v: float) -> str:
+        mant, exp = f"{v:e}".split("e")
+        m = float(mant)
+        return f"$10^{{{int(exp)}}}$" if m == 1 else f"${m:g} \\cdot 10^{{{int(exp)}}}$"
+
+    for dt, name in ((np.float64, "float64"), (np.float32, "float32")):
+        tol = TOLERANCES[np.dtype(dt)]
+        row = re.search(rf"^\| {name} \|.*$", text, re.M)
+        assert row is not None
+        assert row.group(0).rstrip().endswith(f"| {tex(tol.forward)} | {tex(tol.backward)} |"), row.group(0)
+    for prof in ("ci", "thorough"):
+        n = settings.get_profile(prof).max_examples
+        assert f"`{prof}`" in text and re.search(rf"`{prof}`[^\n]*\n?[^\n]*{n} examples per property", text), prof

@@ -13,7 +13,10 @@ EXPECTED_COMPONENTS = ["conv2d", "maxpool2d", "batchnorm2d (train)", "batchnorm2
                        "CrossEntropyLoss (weight, ignore_index, label_smoothing)",
                        "CrossEntropyLoss (class probabilities)", "MSELoss", "L1Loss", "MeanBiasError",
                        "MultiMarginLoss (p=1", "MultiMarginLoss (p=2", "sgd", "sgd (momentum", "sgd (nesterov)",
-                       "adagrad", "rmsprop", "rmsprop (centered"]
+                       "adagrad", "rmsprop", "rmsprop (centered",
+                       "conv2d (padding same", "conv2d (groups", "conv2d (depthwise", "conv2d (circular, unbatched)",
+                       "maxpool2d (return_indices, unbatched)", "batchnorm2d (affine=False", "batchnorm2d (bias=False",
+                       "batchnorm2d (track_running_stats=False", "linear (unbatched", "relu (unbatched)"]
 
 
 def table_rows(output: str) -> dict[str, list[str]]:

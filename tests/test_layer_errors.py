@@ -9,7 +9,15 @@ import scratch
 
 
 @pytest.mark.parametrize("layer, x, words", [
-    (scratch.Conv2d(3, 4, 3), np.zeros((2, 3, 8), np.float32), ["Conv2d", "4-D", "(2, 3, 8)"]),
+    (scratch.Conv2d(3, 4, 3), np.zeros((3, 8), np.float32), ["Conv2d", "4-D", "(C, H, W)", "(3, 8)"]),
+    (scratch.Conv2d(3, 4, 3), np.zeros((2, 8, 8), np.float32), ["Conv2d", "3 channels", "(2, 8, 8)"]),
+    (scratch.Conv2d(3, 4, 3, padding=2, padding_mode="reflect"), np.zeros((3, 2, 8), np.float32),
+     ["Conv2d", "padding_mode='reflect'", "padding < input size", "2x8"]),
+    (scratch.Conv2d(3, 4, 1, padding=3, padding_mode="circular"), np.zeros((1, 3, 2, 8), np.float32),
+     ["Conv2d", "padding_mode='circular'", "padding <= input size"]),
+    (scratch.BatchNorm2d(5), np.zeros((5, 3, 3), np.float32), ["BatchNorm2d", "4-D", "(5, 3, 3)"]),
+    (scratch.BatchNorm2d(5, track_running_stats=False).eval(), np.zeros((1, 5, 1, 1), np.float32),
+     ["BatchNorm2d", "more than 1 value"]),
     (scratch.Conv2d(3, 4, 3), np.zeros((2, 2, 8, 8), np.float32), ["Conv2d", "3 channels", "(2, 2, 8, 8)"]),
     (scratch.Conv2d(3, 4, 5), np.zeros((2, 3, 4, 4), np.float32), ["Conv2d", "smaller than the kernel"]),
     (scratch.Conv2d(3, 4, 3), np.zeros((2, 3, 8, 8), np.int64), ["Conv2d", "float32 or float64", "int64"]),
@@ -48,6 +56,22 @@ def test_model_layers_report_their_own_name():
 def test_bad_hyper_parameters_are_rejected(make):
     with pytest.raises(ValueError):
         make()
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: scratch.Conv2d(3, 4, 3, padding_mode="bogus"), ["padding_mode", "'bogus'"]),
+    (lambda: scratch.Conv2d(3, 4, 3, padding="full"), ["padding", "'full'"]),
+    (lambda: scratch.Conv2d(3, 4, 3, 2, "same"), ["padding='same'", "stride (2, 2)"]),
+    (lambda: scratch.Conv2d(3, 4, 3, groups=2), ["groups=2", "in_channels (3)"]),
+    (lambda: scratch.Conv2d(4, 6, 3, groups=4), ["groups=4", "out_channels (6)"]),
+    (lambda: scratch.Conv2d(4, 4, 3, groups=0), ["groups", "0"]),
+])
+def test_unsupported_options_name_option_and_value(make, words):
+    """An option value torch rejects (or scratch does not know) is a ValueError naming both."""
+    with pytest.raises(ValueError) as err:
+        make()
+    for word in words:
+        assert word in str(err.value)
 
 
 def test_cross_entropy_rejects_bad_targets():

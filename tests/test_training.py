@@ -62,9 +62,9 @@ def test_evaluate_plots_are_written(trained, mnist_dir, tmp_path):
         assert (tmp_path / name).stat().st_size > 5000, name
 
 
-def _config(mnist_dir, out, impl="numpy", epochs=2):
+def _config(mnist_dir, out, impl="numpy", epochs=2, optimizer="adam"):
     return TrainConfig(impl=impl, epochs=epochs, batch_size=32, train_limit=400, val_split=0.25, seed=5,
-                       data_dir=str(mnist_dir), out=str(out), device="cpu")
+                       data_dir=str(mnist_dir), out=str(out), device="cpu", optimizer=optimizer)
 
 
 def _interrupt_after(monkeypatch, steps: int):
@@ -88,13 +88,15 @@ def _interrupt_after(monkeypatch, steps: int):
     monkeypatch.setattr(run_module, "_progress_bar", bar)
 
 
-@pytest.mark.parametrize("impl, exact", [("numpy", True), ("torch", False)])
-def test_interrupted_run_resumes_to_the_same_weights(mnist_dir, tmp_path, monkeypatch, impl, exact):
-    straight = train(_config(mnist_dir, tmp_path / "straight", impl), log=lambda *_: None)
+@pytest.mark.parametrize("impl, exact, optimizer", [
+    ("numpy", True, "adam"), ("torch", False, "adam"),
+    *[("numpy", True, name) for name in ("adamw", "sgd", "momentum", "adagrad", "rmsprop")]])
+def test_interrupted_run_resumes_to_the_same_weights(mnist_dir, tmp_path, monkeypatch, impl, exact, optimizer):
+    straight = train(_config(mnist_dir, tmp_path / "straight", impl, optimizer=optimizer), log=lambda *_: None)
 
     _interrupt_after(monkeypatch, 13)  # mid-way through epoch 2 (10 steps per epoch)
     with pytest.raises(Interrupted):
-        train(_config(mnist_dir, tmp_path / "cut", impl), log=lambda *_: None)
+        train(_config(mnist_dir, tmp_path / "cut", impl, optimizer=optimizer), log=lambda *_: None)
     monkeypatch.undo()
     messages = []
     resumed = train(run_module.config_from_checkpoint(tmp_path / "cut"), resume=str(tmp_path / "cut"),

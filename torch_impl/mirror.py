@@ -142,14 +142,18 @@ def torch_twin(layer: Layer) -> nn.Module:
     module: nn.Module
     if isinstance(layer, scratch.Conv2d):
         module = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                           layer.padding, layer.dilation, bias=layer.bias is not None)
+                           layer.padding, layer.dilation, layer.groups, layer.bias is not None, layer.padding_mode)
+        dtype = layer.weight.data.dtype
     elif isinstance(layer, scratch.Linear):
         module = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+        dtype = layer.weight.data.dtype
     elif isinstance(layer, scratch.BatchNorm2d):
-        module = nn.BatchNorm2d(layer.num_features, eps=layer.eps, momentum=layer.momentum)
+        module = nn.BatchNorm2d(layer.num_features, layer.eps, layer.momentum, layer.affine,
+                                layer.track_running_stats, bias=layer.bias is not None)
+        dtype = layer.dtype
     elif isinstance(layer, scratch.MaxPool2d):
         return nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                            ceil_mode=layer.ceil_mode)
+                            layer.return_indices, layer.ceil_mode)
     elif isinstance(layer, scratch.AvgPool2d):
         return nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode,
                             layer.count_include_pad, layer.divisor_override)
@@ -169,8 +173,7 @@ def torch_twin(layer: Layer) -> nn.Module:
         return nn.Flatten()
     else:
         raise TypeError(f"no torch twin for {type(layer).__name__}")
-    dtype = TORCH_DTYPES[next(iter(layer.parameters().values())).data.dtype]
-    module = module.to(dtype)
+    module = module.to(TORCH_DTYPES[np.dtype(dtype)])
     module.load_state_dict({k: torch.tensor(np.array(v)) for k, v in layer.state_dict().items()})
     module.train(layer.training)
     return module
@@ -178,7 +181,7 @@ def torch_twin(layer: Layer) -> nn.Module:
 
 def torch_simplecnn(model: scratch.SimpleCNN) -> TorchSimpleCNN:
     """``torch_impl.SimpleCNN`` holding ``model``'s weights and buffers (same keys, same dtype)."""
-    twin = TorchSimpleCNN().to(TORCH_DTYPES[model.dtype])
+    twin = TorchSimpleCNN(model.num_classes, model.activation, model.pool).to(TORCH_DTYPES[model.dtype])
     twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
     twin.train(model.training)
     return twin
@@ -297,7 +300,9 @@ def run_layer_pair(layer: Layer, module: Callable[[torch.Tensor], torch.Tensor],
     """Forward ``x`` and back-propagate ``upstream`` (= dL/dy) through both; the values to compare, in order.
 
     ``forward_kwargs`` go to the scratch layer only (a dropout mask). Parameter gradients and buffers are
-    matched by name: scratch uses PyTorch's (``weight``, ``bias``, ``running_var``, ...).
+    matched by name: scratch uses PyTorch's (``weight``, ``bias``, ``running_var``, ...). A layer that
+    returns ``(output, indices)`` (``MaxPool2d(return_indices=True)``) has its indices compared exactly;
+    ``upstream`` is the gradient of the output.
     """
     y = layer.forward(x, **forward_kwargs)
     dx = layer.backward(upstream)
@@ -306,12 +311,16 @@ def run_layer_pair(layer: Layer, module: Callable[[torch.Tensor], torch.Tensor],
         module.zero_grad()  # torch adds into .grad; scratch overwrites it (one step, one gradient)
     x_t = to_torch(x, requires_grad=True)
     y_t = module(x_t)
+    extras: list[Comparison] = []
+    if isinstance(y, tuple):
+        (y, indices), (y_t, indices_t) = y, y_t
+        extras.append(Comparison("indices", indices, indices_t, "forward"))
     y_t.backward(to_torch(upstream))
 
     # The floor for gradients: an entry of the upstream gradient, the size of the terms they are built from.
     grad_scale = float(np.max(np.abs(upstream))) if upstream.size else 0.0
     comparisons = [Comparison("output", y, y_t, "forward", getattr(layer, "output_scale", 0.0)),
-                   Comparison("grad input", dx, x_t.grad, "backward", grad_scale)]
+                   Comparison("grad input", dx, x_t.grad, "backward", grad_scale), *extras]
     torch_params = dict(module.named_parameters()) if isinstance(module, nn.Module) else {}
     torch_buffers = dict(module.named_buffers()) if isinstance(module, nn.Module) else {}
     for name, param in layer.parameters().items():

@@ -64,13 +64,33 @@ _LABELS: dict[Callable[..., None], tuple[str, ...]] = {
 
 def _plain(strategy, **defaults):
     """``strategy`` of ``(config, seed)`` narrowed to the options an exercise covers: every key of
-    ``defaults`` that the shared config draws (new torch options, e.g. Conv2d ``groups``) keeps its
-    default, so that the exercise's forward pass and its hints stay right when the properties grow."""
-    return strategy.filter(lambda config_and_seed: all(config_and_seed[0].get(k, v) == v for k, v in defaults.items()))
+    ``defaults`` that the shared config draws (new torch options, e.g. Conv2d ``groups``) is set to its
+    default, so that the exercise's forward pass and its hints stay right when the properties grow.
+    (Mapped, not filtered: with several options drawn, a filter would reject most examples.) A batch of
+    ``None`` (an unbatched input) becomes a batch of one."""
+
+    def narrow(config_and_seed):
+        config, seed = config_and_seed
+        plain = dict(config, **{k: v for k, v in defaults.items() if k in config})
+        if "batch" in plain and plain["batch"] is None:
+            plain["batch"] = 1
+        return plain, seed
+
+    return strategy.map(narrow)
+
+
+def _symmetric_padding(config_and_seed):
+    """A Conv2d config's ``padding="same"``/``"valid"`` as the pair an exercise's forward takes: "same"
+    becomes its larger side on both sides (the input still fits the kernel)."""
+    config, seed = config_and_seed
+    if isinstance(config["padding"], str):
+        _, bottom, _, right = prop.conv_layer_pads(config["padding"], config["kernel_size"], config["dilation"])
+        config = dict(config, padding=(bottom, right))
+    return config, seed
 
 
 def _conv_configs(**kwargs):
-    return _plain(prop.conv_configs(**kwargs), groups=1, padding_mode="zeros")
+    return _plain(prop.conv_configs(**kwargs), groups=1, padding_mode="zeros").map(_symmetric_padding)
 
 
 def _pool_configs(**kwargs):
@@ -78,7 +98,7 @@ def _pool_configs(**kwargs):
 
 
 def _batchnorm_configs():
-    return _plain(prop.batchnorm_configs(), affine=True, track_running_stats=True)
+    return _plain(prop.batchnorm_configs(), affine=True, track_running_stats=True, bias=True)
 
 
 def _fd(title: str, strategy, prop_fn) -> Check:
@@ -177,7 +197,9 @@ def _dropout(fn, module) -> prop.Implementation:
 def _maxpool(fn, module) -> prop.Implementation:
     class LearnerMaxPool2d(scratch.MaxPool2d):
         def backward(self, grad_out):
-            return fn(grad_out, self._take_cache())
+            cache, unbatched = self._take_cache()   # the layer's cache: the function's, and the unbatched flag
+            dx = fn(grad_out[None] if unbatched else grad_out, cache)
+            return dx[0] if unbatched else dx
 
     return prop.Implementation(maxpool2d=LearnerMaxPool2d)
 
@@ -512,7 +534,7 @@ In training mu and var are the batch's (biased) statistics; in evaluation the ru
 """
 _BN_IMPORTS = _NP + "\nfrom scratch.batchnorm import _channel, channel_sums  # used by the forward pass\n"
 _POOL_IMPORTS = _NP + "\nfrom scratch.pool import pool_output_size  # used by the forward pass\n" \
-    "from scratch.pool import _inside_input, _keep_first, _window_entry  # helpers you may use\n"
+    "from scratch.pool import _inside_input, _keep_first, _window_entry, _winners  # helpers you may use\n"
 
 
 def _exercise_list() -> tuple[Exercise, ...]:
