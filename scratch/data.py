@@ -49,6 +49,8 @@ class DatasetInfo:
     mean and standard deviation of the training pixels scaled to [0, 1] (None: computed from the training
     images when loaded, see :func:`pixel_statistics`). ``classes``: the class names (None: ``0..K-1``,
     K from the labels).
+
+    Chapter: docs/01-overview.md.
     """
 
     name: str
@@ -86,7 +88,10 @@ DATASETS: dict[str, DatasetInfo] = {
 
 
 def dataset_info(dataset: str) -> DatasetInfo:
-    """The registry entry of ``dataset``; an unknown name is a :class:`DataError` listing the known ones."""
+    """The registry entry of ``dataset``; an unknown name is a :class:`DataError` listing the known ones.
+
+    Chapter: docs/01-overview.md.
+    """
     try:
         return DATASETS[dataset]
     except (KeyError, TypeError):
@@ -97,16 +102,22 @@ IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 
 
 class DataError(Exception):
-    """A data file is missing, corrupt or inconsistent; the message names the file and the problem."""
+    """A data file is missing, corrupt or inconsistent; the message names the file and the problem.
+
+    Chapter: docs/01-overview.md.
+    """
 
 
 def default_data_dir() -> Path:
-    """``$SIMPLECNN_DATA`` if set, else ``./data``."""
+    """``$SIMPLECNN_DATA`` if set, else ``./data``. (docs/01-overview.md)"""
     return Path(os.environ.get("SIMPLECNN_DATA") or "data")
 
 
 def raw_dir(data_dir: str | os.PathLike, dataset: str = "mnist") -> Path:
-    """Where ``dataset``'s four files live: ``<data_dir>/<folder>/raw``, or ``data_dir`` itself for ``idx``."""
+    """Where ``dataset``'s four files live: ``<data_dir>/<folder>/raw``, or ``data_dir`` itself for ``idx``.
+
+    Chapter: docs/01-overview.md.
+    """
     folder = dataset_info(dataset).folder
     return Path(data_dir) / folder / "raw" if folder else Path(data_dir)
 
@@ -114,7 +125,10 @@ def raw_dir(data_dir: str | os.PathLike, dataset: str = "mnist") -> Path:
 # --- reading ------------------------------------------------------------------------------------
 
 def read_idx_bytes(path: Path) -> bytes:
-    """The uncompressed bytes of ``path`` (gzip is detected by its magic bytes, not the file name)."""
+    """The uncompressed bytes of ``path`` (gzip is detected by its magic bytes, not the file name).
+
+    Chapter: docs/01-overview.md.
+    """
     try:
         with open(path, "rb") as f:
             head = f.read(2)
@@ -128,7 +142,7 @@ def read_idx_bytes(path: Path) -> bytes:
 
 
 def parse_idx(data: bytes, path: Path, expected_magic: int | None = None) -> np.ndarray:
-    """Decode IDX bytes into a uint8 array, checking magic number, dimensions and size."""
+    """Decode IDX bytes into a uint8 array, checking magic number, dimensions and size. (docs/01-overview.md)"""
     if len(data) < 4:
         raise DataError(f"{path}: too short to be an IDX file ({len(data)} bytes)")
     zero1, zero2, dtype_code, ndim = data[:4]
@@ -149,7 +163,7 @@ def parse_idx(data: bytes, path: Path, expected_magic: int | None = None) -> np.
 
 
 def find_file(directory: Path, name: str) -> Path | None:
-    """``name`` or ``name.gz`` in ``directory``, whichever exists (raw first)."""
+    """``name`` or ``name.gz`` in ``directory``, whichever exists (raw first). (docs/01-overview.md)"""
     for candidate in (directory / name, directory / f"{name}.gz"):
         if candidate.is_file():
             return candidate
@@ -174,6 +188,8 @@ def verify_checksum(path: Path, name: str, data: bytes, dataset: str = "mnist") 
 
     A mismatch names the data set expected and, when the file is another known set's, says which
     ``--dataset`` reads it.
+
+    Chapter: docs/01-overview.md.
     """
     info = dataset_info(dataset)
     if not info.sha256 or name not in info.sha256:
@@ -195,6 +211,7 @@ def verify_checksum(path: Path, name: str, data: bytes, dataset: str = "mnist") 
 # --- downloading --------------------------------------------------------------------------------
 
 def missing_files(directory: Path) -> list[str]:
+    """The four files not found in ``directory`` (docs/01-overview.md)"""
     return [name for name in FILE_NAMES if find_file(directory, name) is None]
 
 
@@ -207,6 +224,8 @@ def download_mnist(data_dir: str | os.PathLike, progress: bool = True, dataset: 
 
     Each file is downloaded to a temporary name, checked (its SHA-256, or its structure for a set
     without checksums) and only then renamed, so an interrupted or corrupt download never looks like data.
+
+    Chapter: docs/01-overview.md.
     """
     info = dataset_info(dataset)
     directory = raw_dir(data_dir, dataset)
@@ -288,7 +307,7 @@ def _where_to_put_files(directory: Path, info: DatasetInfo, reason: str) -> str:
 @dataclass
 class MNIST:
     """Raw arrays of an MNIST-family data set: uint8 images (N, 28, 28) and int64 labels (N,), with the
-    set's name, normalization and class names."""
+    set's name, normalization and class names. (docs/01-overview.md)"""
 
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -310,6 +329,8 @@ def pixel_statistics(images: np.ndarray) -> tuple[float, float]:
 
         mean = sum_v h[v] (v / 255) / sum_v h[v]
         std  = sqrt(sum_v h[v] (v / 255 - mean)^2 / sum_v h[v])     (the population std, as torchvision's)
+
+    Chapter: docs/01-overview.md.
     """
     counts = np.bincount(np.asarray(images, dtype=np.uint8).ravel(), minlength=256).astype(np.float64)
     if not counts.sum():
@@ -325,6 +346,8 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool | None 
     ``idx``), downloading missing files unless ``download`` is false.
 
     ``download=None`` means: download unless ``$SIMPLECNN_NO_DOWNLOAD`` is set (never for ``idx``).
+
+    Chapter: docs/01-overview.md.
     """
     info = dataset_info(dataset)
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -381,7 +404,10 @@ def _classes_from_labels(directory: Path, labels: np.ndarray) -> tuple[str, ...]
 
 
 def normalize(images: np.ndarray, dtype=np.float32, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> np.ndarray:
-    """uint8 (N, 28, 28) -> (N, 1, 28, 28) in ``dtype``: ``(pixel / 255 - mean) / std`` (MNIST's by default)."""
+    """uint8 (N, 28, 28) -> (N, 1, 28, 28) in ``dtype``: ``(pixel / 255 - mean) / std`` (MNIST's by default).
+
+    Chapter: docs/01-overview.md.
+    """
     scalar = np.dtype(dtype).type
     x = images.astype(dtype)[:, None] / scalar(255)
     x -= scalar(mean)
@@ -391,7 +417,7 @@ def normalize(images: np.ndarray, dtype=np.float32, mean: float = MNIST_MEAN, st
 
 @dataclass
 class Split:
-    """Normalized arrays for training, validation and test."""
+    """Normalized arrays for training, validation and test. (docs/01-overview.md)"""
 
     train_x: np.ndarray
     train_y: np.ndarray
@@ -404,7 +430,7 @@ class Split:
 def split_mnist(mnist: MNIST, val_split: float = 0.1, seed: int = 0, train_limit: int | None = None,
                 dtype=np.float32) -> Split:
     """Take the first ``train_limit`` training images (all if None), hold out a seeded ``val_split``
-    fraction of them for validation, and normalize everything with the data set's mean and std."""
+    fraction of them for validation, and normalize everything with the data set's mean and std. (docs/01-overview.md)"""
     if not 0.0 <= val_split < 1.0:
         raise ValueError(f"val_split must be in [0, 1), got {val_split}")
     images, labels = mnist.train_images, mnist.train_labels
@@ -423,6 +449,8 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.nda
     """The index batches of one epoch: a permutation seeded by ``(seed, epoch)``, cut into batches.
 
     A last batch of a single image is dropped: batch-norm cannot normalize one value per channel.
+
+    Chapter: docs/01-overview.md.
     """
     order = np.random.default_rng([seed, epoch]).permutation(n)
     batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
@@ -433,7 +461,10 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.nda
 
 class EpochBatches:
     """The training batch order as a re-iterable: the n-th iteration yields :func:`epoch_batches` of
-    epoch n (1, 2, ...), so a loop over epochs sees the same batches as the CLI's run with that seed."""
+    epoch n (1, 2, ...), so a loop over epochs sees the same batches as the CLI's run with that seed.
+
+    Chapter: docs/01-overview.md.
+    """
 
     def __init__(self, n: int, batch_size: int, seed: int = 0):
         if batch_size < 1:
@@ -451,7 +482,7 @@ class EpochBatches:
 class ArrayLoader:
     """A plain re-iterable of NumPy ``(x, y)`` batches over in-memory arrays: the NumPy counterpart of a
     ``DataLoader``. ``batches`` is an :class:`EpochBatches` (training: a new seeded order each pass) or
-    None (evaluation: in order, ``batch_size`` at a time)."""
+    None (evaluation: in order, ``batch_size`` at a time). (docs/01-overview.md)"""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int,
                  batches: EpochBatches | None = None):
@@ -477,5 +508,8 @@ class ArrayLoader:
 
 def load_dataset(dataset: str = "mnist", data_dir: str | os.PathLike | None = None,
                  download: bool | None = None, verify: bool = True, progress: bool = True) -> MNIST:
-    """The named data set's arrays (one of :data:`DATASETS`; for ``idx``, ``data_dir`` is the folder)."""
+    """The named data set's arrays (one of :data:`DATASETS`; for ``idx``, ``data_dir`` is the folder).
+
+    Chapter: docs/01-overview.md.
+    """
     return load_mnist(data_dir, download, verify, progress, dataset)

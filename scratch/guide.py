@@ -38,7 +38,7 @@ DEFAULT_PLOT_PATH = Path("training_losses.png")
 def setup_model_for_training(num_class: int = 10, learning_rate: float = 1e-3, *, seed: int | None = None,
                              dtype=np.float32) -> tuple[SimpleCNN, CrossEntropyLoss, Adam, str]:
     """``(model, loss_fn, optimizer, device)``: a ``SimpleCNN(num_class)``, cross-entropy, Adam at
-    ``learning_rate``, and the device, which for NumPy is always ``"cpu"``."""
+    ``learning_rate``, and the device, which for NumPy is always ``"cpu"``. (docs/01-overview.md)"""
     model = SimpleCNN(num_class, seed=seed, dtype=dtype)
     return model, CrossEntropyLoss(), Adam(model.parameters(), lr=learning_rate), "cpu"
 
@@ -57,6 +57,8 @@ def get_mnist_dataloaders(batch_size: int = 64, validation_split: float = 0.1, *
     order. ``dataset`` is one of ``scratch.data.DATASETS`` (``"idx"``: any MNIST-format folder given as
     ``data_dir``); ``data_dir`` defaults to ``$SIMPLECNN_DATA`` or ``./data``; ``train_limit`` keeps the first
     that many training images before the validation split.
+
+    Chapter: docs/01-overview.md.
     """
     data = load_dataset(dataset, data_dir, download=download)
     split = split_mnist(data, validation_split, seed, train_limit, dtype)
@@ -66,6 +68,7 @@ def get_mnist_dataloaders(batch_size: int = 64, validation_split: float = 0.1, *
 
 
 def check_cpu(device: object) -> None:
+    """The NumPy network runs on the CPU: any other device is a ``ValueError`` (docs/01-overview.md)."""
     if str(device) != "cpu":
         raise ValueError(f"the NumPy implementation runs on the CPU only; device must be 'cpu', got {device!r}")
 
@@ -75,7 +78,7 @@ def fit(train_epoch: Callable[[int, Callable[[int, float], None]], float],
         log: Callable[[str], None] = print) -> tuple[list[float], list[float]]:
     """The epochs around an implementation's one training loop, with the CLI's progress display (a bar per
     epoch, then the epoch's line). ``train_epoch(epoch, after_step)`` runs one epoch and returns its mean
-    loss; ``validate()`` returns ``(loss, accuracy)`` (NaN when there is no validation set)."""
+    loss; ``validate()`` returns ``(loss, accuracy)`` (NaN when there is no validation set). (docs/01-overview.md)"""
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     train_losses: list[float] = []
@@ -101,7 +104,7 @@ def fit(train_epoch: Callable[[int, Callable[[int, float], None]], float],
 
 def train_model(model: SimpleCNN, loss_fn: CrossEntropyLoss, optimizer: Optimizer, train_loader: ArrayLoader,
                 val_loader: ArrayLoader, device: str = "cpu", epochs: int = 10) -> tuple[list[float], list[float]]:
-    """Train for ``epochs`` epochs; returns the per-epoch training and validation losses."""
+    """Train for ``epochs`` epochs; returns the per-epoch training and validation losses. (docs/01-overview.md)"""
     check_cpu(device)
 
     def train_epoch(epoch: int, after_step: Callable[[int, float], None]) -> float:
@@ -118,7 +121,10 @@ def train_model(model: SimpleCNN, loss_fn: CrossEntropyLoss, optimizer: Optimize
 
 def evaluate_model(model: SimpleCNN, loss_fn: CrossEntropyLoss, test_loader: ArrayLoader,
                    device: str = "cpu") -> tuple[float, float]:
-    """``(accuracy_percent, loss)`` over ``test_loader`` (the loss is the mean over its images)."""
+    """``(accuracy_percent, loss)`` over ``test_loader`` (the loss is the mean over its images).
+
+    Chapter: docs/01-overview.md.
+    """
     check_cpu(device)
     loss, accuracy, _ = evaluate_batches(model, test_loader, loss_fn)
     return accuracy, loss
@@ -126,7 +132,7 @@ def evaluate_model(model: SimpleCNN, loss_fn: CrossEntropyLoss, test_loader: Arr
 
 def draw_losses(ax, train_losses: Sequence[float], validation_losses: Sequence[float], title: str = "SimpleCNN"):
     """The guide's plot on a Matplotlib ``ax``: the training and validation loss per epoch (no validation
-    curve when every validation loss is NaN). The CLI's ``losses.png`` is drawn by this too."""
+    curve when every validation loss is NaN). The CLI's ``losses.png`` is drawn by this too. (docs/01-overview.md)"""
     epochs = np.arange(1, len(train_losses) + 1)
     ax.plot(epochs, train_losses, "o-", label="training loss")
     if np.isfinite(np.asarray(validation_losses, dtype=float)).any():  # --val-split 0: no validation curve
@@ -147,7 +153,10 @@ _NON_INTERACTIVE = {"agg", "pdf", "ps", "svg", "pgf", "cairo", "template"}
 def plot_training_losses(train_losses: Sequence[float], validation_losses: Sequence[float],
                          path: str | os.PathLike | None = None, title: str = "SimpleCNN") -> Path | None:
     """Draw the guide's loss plot: shown in a window, or saved to ``path`` when one is given or when there
-    is no display (then to ``training_losses.png``, and the path is printed). Returns the saved path."""
+    is no display (then to ``training_losses.png``, and the path is printed). Returns the saved path.
+
+    Chapter: docs/01-overview.md.
+    """
     if path is not None:
         from matplotlib.figure import Figure
 

@@ -22,20 +22,20 @@ from .module import no_grad
 
 
 class Stepper(Protocol):
-    """Any optimizer of ``scratch.optim``: all the loop needs is ``step()``."""
+    """Any optimizer of ``scratch.optim``: all the loop needs is ``step()``. (docs/01-overview.md)"""
 
     def step(self) -> None: ...
 
 
 class Optimizer(Protocol):
-    """What the training loop asks of an optimizer (every one in ``scratch.optim``)."""
+    """What the training loop asks of an optimizer (every one in ``scratch.optim``). (docs/01-overview.md)"""
 
     def zero_grad(self, set_to_none: bool = True) -> None: ...
     def step(self) -> None: ...
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; training stops rather than continue on garbage."""
+    """The loss became NaN or infinite; training stops rather than continue on garbage. (docs/01-overview.md)"""
 
     def __init__(self, epoch: int, step: int, loss: float):
         super().__init__(f"loss became {loss} at epoch {epoch}, step {step}: training stopped "
@@ -45,7 +45,7 @@ class NonFiniteLossError(FloatingPointError):
 
 def train_step(model: Sequential, optimizer: Stepper, x: np.ndarray, y: np.ndarray,
                dropout_masks: dict[str, np.ndarray] | None = None) -> float:
-    """One forward, backward and optimizer step on a batch. Returns the batch's mean loss."""
+    """One forward, backward and optimizer step on a batch. Returns the batch's mean loss. (docs/01-overview.md)"""
     logits = model.forward(x, dropout_masks)
     loss, dlogits = cross_entropy(logits, y)
     model.backward(dlogits)
@@ -64,6 +64,8 @@ def train_one_epoch(model: Sequential, loss_fn: CrossEntropyLoss, optimizer: Opt
     Steps are numbered from ``first_step`` (a resumed epoch starts further in).
     ``after_step(step, loss)`` is called after each step (progress bars, interruption checks).
     A NaN or infinite loss raises :class:`NonFiniteLossError` before the optimizer uses it.
+
+    Chapter: docs/01-overview.md.
     """
     model.train()
     total, count = 0.0, 0
@@ -82,14 +84,20 @@ def train_one_epoch(model: Sequential, loss_fn: CrossEntropyLoss, optimizer: Opt
 
 def index_batches(images: np.ndarray, labels: np.ndarray,
                   batches: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The ``(x, y)`` batches that index arrays select from in-memory ``images`` and ``labels``."""
+    """The ``(x, y)`` batches that index arrays select from in-memory ``images`` and ``labels``.
+
+    Chapter: docs/01-overview.md.
+    """
     for idx in batches:
         yield images[idx], labels[idx]
 
 
 def evaluate(model: Sequential, images: np.ndarray, labels: np.ndarray,
              batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
-    """Mean cross-entropy, accuracy (in %) and predicted classes, in eval mode with no caches kept."""
+    """Mean cross-entropy, accuracy (in %) and predicted classes, in eval mode with no caches kept.
+
+    Chapter: docs/01-overview.md.
+    """
     batches = ((images[i:i + batch_size], labels[i:i + batch_size]) for i in range(0, len(images), batch_size))
     return evaluate_batches(model, batches)
 
@@ -99,7 +107,7 @@ def evaluate_batches(model: Sequential, batches: Iterable[tuple[np.ndarray, np.n
                      ) -> tuple[float, float, np.ndarray]:
     """Mean loss per image, accuracy (in %) and predicted classes over the ``(x, y)`` batches, in eval mode
     with no caches kept. The loss is cross-entropy, or ``loss_fn`` (a batch-mean loss, weighted here by
-    each batch's size)."""
+    each batch's size). (docs/01-overview.md)"""
     was_training = model.training
     model.eval()
     total_loss, correct, seen, predictions = 0.0, 0, 0, []
@@ -134,7 +142,7 @@ class _NoBar:
 
 
 def progress_bar(total: int, initial: int, desc: str):
-    """The per-epoch progress bar (tqdm, when it is installed; nothing otherwise)."""
+    """The per-epoch progress bar (tqdm, when it is installed; nothing otherwise). (docs/01-overview.md)"""
     try:
         from tqdm import tqdm
     except ImportError:
@@ -144,7 +152,7 @@ def progress_bar(total: int, initial: int, desc: str):
 
 
 def epoch_line(epoch: int, epochs: int, train_loss: float, val_loss: float, val_acc: float, seconds: float) -> str:
-    """The line printed after each epoch."""
+    """The line printed after each epoch. (docs/01-overview.md)"""
     validation = (f"val loss {val_loss:.4f}, val accuracy {val_acc:.2f}%" if np.isfinite(val_loss)
                   else "no validation (--val-split 0)")
     return f"Epoch {epoch}/{epochs}: train loss {train_loss:.4f}, {validation}, {seconds:.1f}s"

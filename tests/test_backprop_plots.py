@@ -91,3 +91,23 @@ def test_plots_check_the_backward_pass_files_before_evaluating(tmp_path, capsys,
     code = main(["evaluate", "--checkpoint", str(tmp_path / "model.npz"), "--plots", "--out", str(tmp_path / "plots")])
     err = capsys.readouterr().err
     assert code == 2 and "backprop_03_max1.png" in err
+
+
+def test_what_the_overview_tells_a_learner_to_look_for():
+    """docs/01-overview.md: ReLU stops the gradient where batch-norm's output was negative; the logits'
+    gradient is softmax - onehot, so a confident right answer (tiny loss) has gradients as tiny."""
+    model = _model_with_running_stats(np.float64)
+    rng = np.random.default_rng(11)
+    image = rng.normal(size=(1, 1, 28, 28))
+    for label in range(10):
+        trace = trace_numpy(model, image, label)
+        for bn in ("batch1", "batch2"):
+            negative = trace.outputs[bn] < 0
+            assert negative.any() and (trace.grads[bn][negative] == 0).all()
+            assert (trace.grads[bn][trace.outputs[bn] > 0] != 0).any()
+        logits = trace.outputs["fc2"][0]
+        softmax = np.exp(logits - logits.max())
+        softmax /= softmax.sum()
+        np.testing.assert_allclose(trace.grads["fc2"][0], softmax - np.eye(10)[label], rtol=1e-12, atol=1e-15)
+        # max |softmax - onehot| = 1 - p(label) <= -log p(label) = loss: the gradients are no larger than the loss
+        assert 0 < np.abs(trace.grads["fc2"]).max() <= trace.loss
