@@ -5,7 +5,8 @@ Reading order (see docs/): ``module`` (the layer shape), ``conv``, ``pool``, ``b
 (docs/11-14): the other activations (``Sigmoid``, ``Tanh``, ``LeakyReLU``, ``Softmax``, ``LogSoftmax``
 in ``activations``), average pooling (``AvgPool2d`` in ``pool``), the loss classes (``CrossEntropyLoss``,
 ``MSELoss``, ``L1Loss``, ``MultiMarginLoss``, ``MeanBiasError`` in ``loss``) and the optimizers ``SGD``,
-``Adagrad``, ``RMSprop`` (in ``optim``). ``naive`` holds the loop
+``Adagrad``, ``RMSprop`` (in ``optim``). ``guide`` holds the guide's API (``setup_model_for_training``,
+``get_mnist_dataloaders``, ``train_model``, ``evaluate_model``, ``plot_training_losses``). ``naive`` holds the loop
 versions used as a second oracle, ``numerical`` the finite-difference one.
 
 This package never imports torch.
@@ -35,6 +36,14 @@ from .activations import (
 from .batchnorm import BatchNorm2d, batchnorm2d_backward, batchnorm2d_forward
 from .conv import Conv2d, conv2d_backward, conv2d_forward
 from .dropout import Dropout, dropout_backward, dropout_forward
+from .guide import (
+                          _setup_model_for_training,
+                          evaluate_model,
+                          get_mnist_dataloaders,
+                          plot_training_losses,
+                          setup_model_for_training,
+                          train_model,
+)
 from .linear import Linear, linear_backward, linear_forward
 from .loss import (
                           CrossEntropyLoss,
@@ -87,6 +96,7 @@ __all__ = [
                           "Softmax",
                           "StateDictError",
                           "Tanh",
+                          "_setup_model_for_training",
                           "avgpool2d_backward",
                           "avgpool2d_forward",
                           "batchnorm2d_backward",
@@ -96,6 +106,8 @@ __all__ = [
                           "cross_entropy",
                           "dropout_backward",
                           "dropout_forward",
+                          "evaluate_model",
+                          "get_mnist_dataloaders",
                           "grad_enabled",
                           "leaky_relu_backward",
                           "leaky_relu_forward",
@@ -108,12 +120,15 @@ __all__ = [
                           "maxpool2d_forward",
                           "maxpool2d_indices",
                           "no_grad",
+                          "plot_training_losses",
                           "relu_backward",
                           "relu_forward",
+                          "setup_model_for_training",
                           "sigmoid_backward",
                           "sigmoid_forward",
                           "softmax_backward",
                           "softmax_forward",
                           "tanh_backward",
                           "tanh_forward",
+                          "train_model",
 ]

@@ -68,11 +68,13 @@ class NumpyBackend:
         choice = optimizer_choice(optimizer)
         self.model = scratch.SimpleCNN(num_classes, activation=activation, pool=pool, seed=seed, dtype=self.dtype)
         self.optimizer = getattr(scratch, choice.cls)(self.model.parameters(), lr=lr, **choice.kwargs)
+        self.loss_fn = scratch.CrossEntropyLoss()
         self.device = "cpu"
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray], epoch: int,
                     after_step: Callable[[int, float], None] | None = None, first_step: int = 1) -> float:
-        return scratch_train.train_one_epoch(self.model, self.optimizer, x, y, batches, epoch, after_step,
+        return scratch_train.train_one_epoch(self.model, self.loss_fn, self.optimizer,
+                                             scratch_train.index_batches(x, y, batches), epoch, after_step,
                                              first_step)
 
     def train_step(self, x: np.ndarray, y: np.ndarray, dropout_masks=None) -> float:
@@ -119,6 +121,7 @@ class TorchBackend:
         self.model = SimpleCNN(num_classes, activation, pool).to(device=self.device,
                                                                  dtype=getattr(torch, self.dtype.name))
         self.optimizer = getattr(torch.optim, self.choice.cls)(self.model.parameters(), lr=lr, **self.choice.kwargs)
+        self.loss_fn = torch.nn.CrossEntropyLoss()
         self.param_names = [name for name, _ in self.model.named_parameters()]
         # torch's SGD keeps no step count: count steps here, for every optimizer alike
         self.steps = 0
@@ -132,8 +135,8 @@ class TorchBackend:
 
     def train_epoch(self, x, y, batches, epoch, after_step=None, first_step: int = 1) -> float:
         loader = self.torch_train.make_loader(x, y, batches)
-        return self.torch_train.train_one_epoch(self.model, self.optimizer, loader, self.device, epoch,
-                                                after_step, first_step)
+        return self.torch_train.train_one_epoch(self.model, self.loss_fn, self.optimizer, loader, self.device,
+                                                epoch, after_step, first_step)
 
     def train_step(self, x: np.ndarray, y: np.ndarray, dropout_masks=None) -> float:
         masks = {k: self._tensor(v) for k, v in (dropout_masks or {}).items()}

@@ -143,7 +143,8 @@ def save_model(path: str | os.PathLike, state: dict[str, np.ndarray], config: di
 
 
 def load_model(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A model state dict from ``model.npz`` or from the ``model.*`` part of a ``checkpoint.npz``."""
+    """A model state dict from ``model.npz`` (its config entry dropped) or from the ``model.*`` part of a
+    ``checkpoint.npz``."""
     arrays = load_arrays(path)
     if "meta" in arrays:
         return {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}

@@ -14,6 +14,7 @@ from typing import Any
 from scratch.model import ACTIVATIONS, POOLS
 
 from .backends import IMPLEMENTATIONS, OPTIMIZERS
+from .datasets import add_dataset_option
 
 
 class UsageError(Exception):
@@ -83,7 +84,8 @@ def _fraction(text: str) -> float:
 DEVICES = ("cpu", "cuda", "auto")
 DEVICE_HELP = "torch only: where to run; auto = cuda if available (default: auto; refused with --impl numpy)"
 NO_DOWNLOAD_HELP = "never download MNIST, also set by SIMPLECNN_NO_DOWNLOAD=1 (default: download missing files)"
-DATA_DIR_HELP = "folder holding MNIST/raw/ (default: $SIMPLECNN_DATA, else ./data)"
+DATA_DIR_HELP = ("folder holding MNIST/raw/ (FashionMNIST/raw/, KMNIST/raw/ with --dataset; the four files "
+                 "themselves with --dataset idx) (default: $SIMPLECNN_DATA, else ./data)")
 
 
 def _add_training_options(p: argparse.ArgumentParser, default_out: str, default_epochs: int,
@@ -100,6 +102,7 @@ def _add_training_options(p: argparse.ArgumentParser, default_out: str, default_
     p.add_argument("--seed", type=_seed, default=0,
                    help="initial weights, split, batch order and dropout; 0 <= S < 2**64 (default: 0)")
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    add_dataset_option(p)
     p.add_argument("--out", default=None, help=f"output folder (default: {default_out})")
     p.add_argument("--train-limit", type=_positive_int, default=None,
                    help="train on the first N training images only, for quick runs (default: all)")
@@ -159,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, metavar="PATH",
                    help="model.npz, checkpoint.npz or a run folder (its model.npz); required")
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    add_dataset_option(p, default=None)
     p.add_argument("--plots", action="store_true",
                    help="also write confusion_matrix.png, conv1_filters.png, misclassified.png (default: off)")
     p.add_argument("--out", default=None, help="folder for the plots (default: the checkpoint's folder)")
@@ -213,7 +217,7 @@ def _cmd_train(args) -> int:
                              batch_size=args.batch_size, lr=args.lr, val_split=args.val_split,
                              seed=args.seed, data_dir=args.data_dir,
                              out=args.out or f"runs/{impl}", train_limit=args.train_limit,
-                             device=args.device, dtype=args.dtype, **_single_choices(args))
+                             device=args.device, dtype=args.dtype, dataset=args.dataset, **_single_choices(args))
     _check_device(config.impl, args)
     check_output_dir(config.out, RUN_FILES)
     if args.resume is None or Path(config.out).resolve() != Path(args.resume).resolve():
@@ -257,12 +261,8 @@ def _single_choices(args) -> dict[str, str]:
 
 
 def _cmd_evaluate(args) -> int:
-    import numpy as np
-
-    from scratch.data import load_mnist, normalize
-
-    from .backends import make_backend
-    from .checkpoint import check_finite_state, load_model, load_model_config
+    from .checkpoint import check_finite_state, load_model
+    from .datasets import prepare_evaluation
 
     checkpoint = Path(args.checkpoint)
     if checkpoint.is_dir():  # a run folder: its portable checkpoint
@@ -278,27 +278,22 @@ def _cmd_evaluate(args) -> int:
         check_output_dir(args.out or checkpoint.parent, PLOT_FILES + BACKPROP_FILES)
     state = load_model(checkpoint)
     check_finite_state(state, checkpoint)
-    recorded = load_model_config(checkpoint)  # the network the checkpoint was trained as
-    network = {k: recorded[k] for k in ("num_classes", "activation", "pool") if k in recorded}
-    backend = make_backend(args.impl, seed=0, device=args.device, **network)
-    backend.load_model_state(state)
-    mnist = load_mnist(args.data_dir)
-    test_x = normalize(mnist.test_images, np.float32)
+    backend, data, test_x = prepare_evaluation(args, checkpoint, state)
     from .backprop_plots import check_image_index, plot_backward_pass
 
     if args.plots and (problem := check_image_index(image, len(test_x))):
         raise UsageError(problem)
-    loss, accuracy, predicted = backend.evaluate(test_x, mnist.test_labels)
+    loss, accuracy, predicted = backend.evaluate(test_x, data.test_labels)
     print(f"Test Loss: {loss:.4f}, Test Accuracy: {accuracy:.2f}%")
     if args.plots:
         from .plots import plot_confusion_matrix, plot_filters, plot_misclassified
 
         out = Path(args.out) if args.out else checkpoint.parent
-        plot_confusion_matrix(mnist.test_labels, predicted, out / "confusion_matrix.png")
+        plot_confusion_matrix(data.test_labels, predicted, out / "confusion_matrix.png", data.classes)
         plot_filters(backend.model_state()["conv1.weight"], out / "conv1_filters.png")
-        plot_misclassified(mnist.test_images, mnist.test_labels, predicted, out / "misclassified.png")
+        plot_misclassified(data.test_images, data.test_labels, predicted, out / "misclassified.png", data.classes)
         print(f"Wrote confusion_matrix.png, conv1_filters.png, misclassified.png to {out}")
-        backprop = plot_backward_pass(backend, test_x, mnist.test_labels, image, out)
+        backprop = plot_backward_pass(backend, test_x, data.test_labels, image, out)
         print(f"Wrote {len(backprop)} backward-pass figures (backprop_*.png) for test image {image}")
     return 0
 
@@ -315,7 +310,7 @@ def _cmd_compare(args) -> int:
     compare(CompareConfig(epochs=args.epochs or args.default_epochs, batch_size=args.batch_size,
                           lr=args.lr, val_split=args.val_split, seed=args.seed, data_dir=args.data_dir,
                           out=args.out or "runs/compare", train_limit=args.train_limit, dtype=args.dtype,
-                          **_single_choices(args)))
+                          dataset=args.dataset, **_single_choices(args)))
     return 0
 
 
@@ -334,7 +329,7 @@ def _cmd_sweep(args) -> int:
     sweep(SweepConfig(impl=args.impl, **lists, epochs=args.epochs or args.default_epochs,
                       batch_size=args.batch_size, lr=args.lr, val_split=args.val_split, seed=args.seed,
                       data_dir=args.data_dir, out=args.out or "runs/sweep", train_limit=args.train_limit,
-                      device=args.device, dtype=args.dtype))
+                      device=args.device, dtype=args.dtype, dataset=args.dataset))
     return 0
 
 

@@ -43,6 +43,7 @@ class CompareConfig:
     out: str = "runs/compare"
     train_limit: int | None = None
     dtype: str = "float32"
+    dataset: str = "mnist"
     optimizer: str = "adam"
     activation: str = "relu"
     pool: str = "max"
@@ -72,12 +73,14 @@ def compare(config: CompareConfig, log=print) -> dict:
     dtype = np.dtype(config.dtype)
     if config.lr is None:
         config.lr = default_lr(config.optimizer)
-    choices: dict[str, Any] = {"activation": config.activation, "pool": config.pool, "optimizer": config.optimizer}
+    mnist = load_mnist(config.data_dir, dataset=config.dataset)
+    choices: dict[str, Any] = {"num_classes": mnist.num_classes, "activation": config.activation,
+                               "pool": config.pool, "optimizer": config.optimizer}
     numpy_side = NumpyBackend(config.seed, dtype, config.lr, **choices)
     torch_side = TorchBackend(config.seed, dtype, config.lr, device="cpu", **choices)
     torch_side.load_model_state(numpy_side.model_state())
     torch_side.load_optimizer_state(numpy_side.optimizer_state())
-    data = split_mnist(load_mnist(config.data_dir), config.val_split, config.seed, config.train_limit, dtype)
+    data = split_mnist(mnist, config.val_split, config.seed, config.train_limit, dtype)
     model = numpy_side.model
     history: dict[str, dict[str, list[float]]] = {
         impl: {"step_losses": [], "val_losses": [], "val_accuracies": []} for impl in ("numpy", "torch")}

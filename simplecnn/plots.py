@@ -25,24 +25,26 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_losses(train_losses, val_losses, path, title="SimpleCNN") -> None:
+    from scratch.guide import draw_losses  # the guide's plot_training_losses draws the same figure
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    epochs = np.arange(1, len(train_losses) + 1)
-    ax.plot(epochs, train_losses, "o-", label="training loss")
-    if np.isfinite(np.asarray(val_losses, dtype=float)).any():  # --val-split 0: no validation curve
-        ax.plot(epochs, val_losses, "s--", label="validation loss")
-    ax.xaxis.set_major_locator(_pyplot().MaxNLocator(integer=True))  # epochs are whole numbers
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy")
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
+    draw_losses(ax, train_losses, val_losses, title)
     _save(fig, path)
 
 
-def plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, path) -> np.ndarray:
-    """Rows: true digit, columns: predicted digit. Returns the 10x10 count matrix."""
-    matrix = np.zeros((10, 10), dtype=np.int64)
+def _class_names(classes, labels: np.ndarray, predicted: np.ndarray) -> list[str]:
+    """The class names (the digits when none are given), enough for every label and prediction."""
+    count = max(len(classes) if classes else 10, int(max(labels.max(initial=0), predicted.max(initial=0))) + 1)
+    names = list(classes or ())
+    return names + [str(c) for c in range(len(names), count)]
+
+
+def plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, path, classes=None) -> np.ndarray:
+    """Rows: true class, columns: predicted class, named by ``classes`` (the digits by default).
+    Returns the KxK count matrix (10x10 for MNIST)."""
+    names = _class_names(classes, labels, predicted)
+    matrix = np.zeros((len(names), len(names)), dtype=np.int64)
     np.add.at(matrix, (labels, predicted), 1)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 5.5))
@@ -51,8 +53,8 @@ def plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, path) -> np
         if count:
             ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
                     color="white" if count > matrix.max() / 3 else "black")
-    ax.set_xticks(range(10))
-    ax.set_yticks(range(10))
+    ax.set_xticks(range(len(names)), names, rotation=90 if max(map(len, names)) > 2 else 0)
+    ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     accuracy = 100.0 * np.trace(matrix) / max(matrix.sum(), 1)
@@ -77,9 +79,11 @@ def plot_filters(weight: np.ndarray, path) -> None:
     _save(fig, path)
 
 
-def plot_misclassified(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, path,
+def plot_misclassified(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, path, classes=None,
                        limit: int = 36) -> int:
-    """A grid of test digits the model got wrong, titled 'predicted (true)'. Returns how many are wrong."""
+    """A grid of test images the model got wrong, titled 'predicted (true)' with the class names (the
+    digits by default). Returns how many are wrong."""
+    names = _class_names(classes, labels, predicted)
     wrong = np.flatnonzero(predicted != labels)
     plt = _pyplot()
     shown = wrong[:limit]
@@ -90,7 +94,8 @@ def plot_misclassified(images: np.ndarray, labels: np.ndarray, predicted: np.nda
         ax.axis("off")
     for ax, i in zip(np.ravel(axes), shown, strict=False):
         ax.imshow(images[i], cmap="gray_r")
-        ax.set_title(f"{predicted[i]} ({labels[i]})", fontsize=9, color="crimson")
+        ax.set_title(f"{names[predicted[i]]} ({names[labels[i]]})", fontsize=9 if len(names[labels[i]]) < 6 else 7,
+                     color="crimson")
     fig.suptitle(f"Misclassified: {len(wrong)} of {len(labels)}  —  predicted (true)")
     _save(fig, path)
     return len(wrong)

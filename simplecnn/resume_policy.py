@@ -27,6 +27,7 @@ RESUME_POLICY: dict[str, tuple[str, str]] = {
     "batch_size": (REFUSE, "it fixes the batches of every epoch, and where the interrupted one stopped"),
     "val_split": (REFUSE, "it fixes which images are trained on and which validate"),
     "train_limit": (REFUSE, "it fixes which images are trained on"),
+    "dataset": (REFUSE, "it fixes the images trained on and the number of classes"),
     "seed": (REFUSE, "it fixes the split, the batch order and the initial weights"),
     "dtype": (REFUSE, "the saved weights and optimizer state are in the recorded precision"),
     "optimizer": (REFUSE, "the saved optimizer state belongs to the recorded optimizer"),

@@ -19,11 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from scratch.data import epoch_batches, load_mnist, split_mnist
+from scratch.data import MNIST, epoch_batches, load_mnist, split_mnist
 from scratch.train import NonFiniteLossError
+from scratch.train import epoch_line as _epoch_line
+from scratch.train import progress_bar as _progress_bar
 
 from .backends import default_lr, make_backend
 from .checkpoint import MODEL_NAME, load_training_checkpoint, save_model, save_training_checkpoint, write_atomically
+from .datasets import model_config
 
 
 @dataclass
@@ -39,6 +42,7 @@ class TrainConfig:
     train_limit: int | None = None
     device: str = "auto"
     dtype: str = "float32"
+    dataset: str = "mnist"
     optimizer: str = "adam"
     activation: str = "relu"
     pool: str = "max"
@@ -98,13 +102,6 @@ class _CtrlC:
         return False
 
 
-def _progress_bar(total: int, initial: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, leave=False, unit="batch",
-                disable=None, dynamic_ncols=True)
-
-
 #: An epoch's training loss this many times chance level (ln 10, where an untrained network starts) or
 #: this many times the first epoch's is divergence.
 DIVERGENCE_FACTOR = 10.0
@@ -112,12 +109,6 @@ DIVERGENCE_FACTOR = 10.0
 
 def _resume_hint(out: Path) -> str:
     return f"Resume with: simplecnn train --resume {shlex.quote(str(out))}"
-
-
-def _epoch_line(epoch: int, epochs: int, train_loss: float, val_loss: float, val_acc: float, seconds: float) -> str:
-    validation = (f"val loss {val_loss:.4f}, val accuracy {val_acc:.2f}%" if np.isfinite(val_loss)
-                  else "no validation (--val-split 0)")
-    return f"Epoch {epoch}/{epochs}: train loss {train_loss:.4f}, {validation}, {seconds:.1f}s"
 
 
 def _divergence_warning(losses: list[float], lr: float) -> str | None:
@@ -136,10 +127,12 @@ def _nan_to_none(values: list[float]) -> list[float | None]:
 
 
 def _write_outputs(out: Path, config: TrainConfig, history: History, model_state: dict,
-                   test: tuple[float, float] | None) -> dict:
+                   test: tuple[float, float] | None, data: MNIST) -> dict:
     """model.npz, metrics.json (test results null until the test evaluation is done) and losses.png."""
-    save_model(out / MODEL_NAME, model_state, {"num_classes": 10, **network_choices(config)})
-    metrics = {"impl": config.impl, "epochs": config.epochs, **network_choices(config), "lr": config.lr,
+    save_model(out / MODEL_NAME, model_state,
+               {**model_config(data.dataset, data.num_classes, data.classes), **network_choices(config)})
+    metrics = {"impl": config.impl, "dataset": config.dataset, "num_classes": data.num_classes,
+               "epochs": config.epochs, **network_choices(config), "lr": config.lr,
                "train_losses": history.train_losses,
                "val_losses": _nan_to_none(history.val_losses),  # null: no validation (--val-split 0)
                "val_accuracies": _nan_to_none(history.val_accuracies),
@@ -160,8 +153,9 @@ def train(config: TrainConfig, resume: str | None = None, log=print, changes: di
     out = Path(config.out)
     if config.lr is None:
         config.lr = default_lr(config.optimizer)
+    mnist = load_mnist(config.data_dir, dataset=config.dataset)
     backend = make_backend(config.impl, config.seed, np.dtype(config.dtype), config.lr, config.device,
-                           **network_choices(config))
+                           num_classes=mnist.num_classes, **network_choices(config))
     if resume is not None:
         model_state, optim_state, meta = load_training_checkpoint(resume)
         backend.load_model_state(model_state)
@@ -175,8 +169,7 @@ def train(config: TrainConfig, resume: str | None = None, log=print, changes: di
         else:
             log(f"Resuming {config.impl} from epoch {progress.epoch}, step {progress.step} ({resume})")
 
-    data = split_mnist(load_mnist(config.data_dir), config.val_split, config.seed, config.train_limit,
-                       np.dtype(config.dtype))
+    data = split_mnist(mnist, config.val_split, config.seed, config.train_limit, np.dtype(config.dtype))
     if len(data.train_x) < 2:
         raise ValueError(f"only {len(data.train_x)} training image(s) after the validation split")
     out.mkdir(parents=True, exist_ok=True)
@@ -235,7 +228,7 @@ def train(config: TrainConfig, resume: str | None = None, log=print, changes: di
 
     # The finished epochs' outputs first: a Ctrl-C during the test evaluation loses nothing.
     try:
-        _write_outputs(out, config, history, backend.model_state(), None)
+        _write_outputs(out, config, history, backend.model_state(), None, mnist)
         test_loss, test_acc, _ = backend.evaluate(data.test_x, data.test_y)
     except KeyboardInterrupt:
         log(f"Interrupted during the test evaluation. The {config.epochs} epochs are saved in {out} "
@@ -243,7 +236,7 @@ def train(config: TrainConfig, resume: str | None = None, log=print, changes: di
             "(only the test evaluation is left)")
         raise Interrupted from None
     log(f"Test Loss: {test_loss:.4f}, Test Accuracy: {test_acc:.2f}%")
-    metrics = _write_outputs(out, config, history, backend.model_state(), (test_loss, test_acc))
+    metrics = _write_outputs(out, config, history, backend.model_state(), (test_loss, test_acc), mnist)
     log(f"Wrote model.npz, metrics.json, losses.png and checkpoint.npz to {out}")
     return metrics
 

@@ -46,6 +46,7 @@ class SweepConfig:
     device: str = "auto"
     dtype: str = "float32"
     evals_per_epoch: int = 4
+    dataset: str = "mnist"
 
 
 #: What ``sweep`` writes into its ``--out`` folder (checked before any run starts).
@@ -104,6 +105,7 @@ def _eval_points(n_batches: int, per_epoch: int) -> list[int]:
 def train_run(run: Run, config: SweepConfig, data, initial_state: dict[str, np.ndarray], log=print) -> None:
     """Train one combination from ``initial_state``; fills ``run`` in place."""
     backend = make_backend(config.impl, config.seed, np.dtype(config.dtype), run.lr, config.device,
+                           num_classes=initial_state["fc2.weight"].shape[0],  # the data set's class count
                            activation=run.activation, pool=run.pool, optimizer=run.optimizer)
     backend.load_model_state(initial_state)
     start = time.perf_counter()
@@ -164,8 +166,8 @@ def plot_sweep(runs: Sequence[Run], path, title: str) -> None:
 
 def sweep(config: SweepConfig, log=print) -> dict:
     runs = combinations(config)
-    data = split_mnist(load_mnist(config.data_dir), config.val_split, config.seed, config.train_limit,
-                       np.dtype(config.dtype))
+    mnist = load_mnist(config.data_dir, dataset=config.dataset)
+    data = split_mnist(mnist, config.val_split, config.seed, config.train_limit, np.dtype(config.dtype))
     if len(data.train_x) < 2 or len(data.val_x) == 0:
         raise ValueError(f"a sweep needs at least 2 training and 1 validation image, got {len(data.train_x)} and "
                          f"{len(data.val_x)} (raise --train-limit or --val-split)")
@@ -173,7 +175,8 @@ def sweep(config: SweepConfig, log=print) -> dict:
         "same initial weights and batches")
     first = runs[0]
     initial = make_backend(config.impl, config.seed, np.dtype(config.dtype), first.lr, config.device,
-                           activation=first.activation, pool=first.pool, optimizer=first.optimizer).model_state()
+                           num_classes=mnist.num_classes, activation=first.activation, pool=first.pool,
+                           optimizer=first.optimizer).model_state()
     for run in runs:
         train_run(run, config, data, initial, log)
     table = format_table(runs)

@@ -65,3 +65,36 @@ def _no_network_downloads(monkeypatch):
     """Tests never reach the internet: downloads only happen where a test points the mirrors."""
     monkeypatch.setenv("SIMPLECNN_NO_DOWNLOAD", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+def write_mnist_like(directory: Path, n_train: int = 120, n_test: int = 40, classes: int = 3, seed: int = 0,
+                     gz: bool = False) -> dict[str, np.ndarray]:
+    """Write a small, learnable MNIST-format data set (the four IDX files, raw or .gz) into ``directory``:
+    class ``c``'s images are noise plus a bright 7x7 block at a position of their own. Returns the arrays."""
+    import gzip
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % classes
+        rng.shuffle(labels)
+        images = rng.integers(0, 60, (n, 28, 28), dtype=np.uint8)
+        for c in range(classes):
+            row, col = divmod(c, 3)
+            images[labels == c, 7 * row + 2:7 * row + 9, 7 * col + 2:7 * col + 9] = 255
+        arrays[f"{prefix}-images-idx3-ubyte"], arrays[f"{prefix}-labels-idx1-ubyte"] = images, labels.astype(np.uint8)
+    for name, array in arrays.items():
+        write_idx(directory / name, array)
+        if gz:
+            with open(directory / name, "rb") as src, gzip.open(directory / f"{name}.gz", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            (directory / name).unlink()
+    return arrays
+
+
+@pytest.fixture
+def tiny_idx(tmp_path) -> Path:
+    """A folder holding a small learnable MNIST-format data set of three classes (``--dataset idx``)."""
+    write_mnist_like(tmp_path / "tiny")
+    return tmp_path / "tiny"

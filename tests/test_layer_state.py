@@ -7,7 +7,7 @@ import pytest
 
 import scratch
 from scratch.module import StateDictError
-from scratch.train import NonFiniteLossError, train_one_epoch
+from scratch.train import NonFiniteLossError, index_batches, train_one_epoch
 
 
 def _conv_gradients(extra_forward: bool):
@@ -66,5 +66,6 @@ def test_nan_loss_names_the_step_counted_from_a_resumed_position():
     model = scratch.SimpleCNN(seed=0)
     images = np.full((8, 1, 28, 28), np.nan, np.float32)
     with pytest.raises(NonFiniteLossError, match="epoch 3, step 5"):
-        train_one_epoch(model, scratch.Adam(model.parameters()), images, np.zeros(8, np.int64),
-                        [np.arange(4), np.arange(4, 8)], epoch=3, first_step=5)
+        train_one_epoch(model, scratch.CrossEntropyLoss(), scratch.Adam(model.parameters()),
+                        index_batches(images, np.zeros(8, np.int64), [np.arange(4), np.arange(4, 8)]),
+                        epoch=3, first_step=5)

@@ -7,7 +7,7 @@ from ``scratch.data.epoch_batches``, so that for one seed both implementations s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -15,13 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
+from scratch.data import EpochBatches
 from scratch.train import NonFiniteLossError
 
 
 class FixedBatches(Sampler[list[int]]):
-    """A batch sampler that yields precomputed index batches (the epoch's shared batch order)."""
+    """A batch sampler that yields precomputed index batches (the epoch's shared batch order), or, given a
+    ``scratch.data.EpochBatches``, each epoch's batches in turn."""
 
-    def __init__(self, batches: Sequence[np.ndarray]):
+    def __init__(self, batches: Sequence[np.ndarray] | EpochBatches):
         self.batches = batches
 
     def __iter__(self):
@@ -55,16 +57,19 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
-                    device: torch.device, epoch: int = 1,
+def train_one_epoch(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                    loader: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device | str, epoch: int = 1,
                     after_step: Callable[[int, float], None] | None = None, first_step: int = 1) -> float:
-    """One pass over ``loader`` (steps numbered from ``first_step``); returns the mean batch loss."""
+    """One pass over ``loader`` (steps numbered from ``first_step``); returns the mean batch loss.
+
+    The one training loop of the PyTorch implementation: the CLI (``simplecnn.backends``) and the guide's
+    ``train_model`` (``torch_impl.guide``) both run it."""
     model.train()
     total, count = 0.0, 0
     for step, (x, y) in enumerate(loader, start=first_step):
         x, y = x.to(device), y.to(device)
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
+        loss = loss_fn(model(x), y)
         value = loss.item()
         if not math.isfinite(value):
             raise NonFiniteLossError(epoch, step, value)
@@ -77,15 +82,20 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float, np.ndarray]:
-    """Mean cross-entropy, accuracy (in %) and predicted classes over ``loader``, in eval mode."""
+def evaluate(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device | str,
+             loss_fn: nn.Module | None = None) -> tuple[float, float, np.ndarray]:
+    """Mean loss per image, accuracy (in %) and predicted classes over ``loader``, in eval mode. The loss is
+    cross-entropy, or ``loss_fn`` (a batch-mean loss, weighted here by each batch's size)."""
     was_training = model.training
     model.eval()
     total_loss, correct, seen, predictions = 0.0, 0, 0, []
     for x, y in loader:
         x, y = x.to(device), y.to(device)
         logits = model(x)
-        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        if loss_fn is None:
+            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        else:
+            total_loss += loss_fn(logits, y).item() * len(y)
         predicted = logits.argmax(dim=1)
         correct += int((predicted == y).sum())
         seen += len(y)
