@@ -32,7 +32,7 @@ from .activations import (
                           tanh_backward,
                           tanh_forward,
 )
-from .batchnorm import BatchNorm2d, batchnorm2d_backward, batchnorm2d_forward
+from .batchnorm import BatchNorm2d, batchnorm2d_backward, batchnorm2d_forward, batchnorm2d_inference
 from .conv import Conv2d, conv2d_backward, conv2d_forward
 from .dropout import Dropout, dropout_backward, dropout_forward
 from .linear import Linear, linear_backward, linear_forward
@@ -56,6 +56,7 @@ from .pool import (
                           maxpool2d_backward,
                           maxpool2d_forward,
                           maxpool2d_indices,
+                          maxpool2d_inference,
 )
 
 __all__ = [
@@ -91,6 +92,7 @@ __all__ = [
                           "avgpool2d_forward",
                           "batchnorm2d_backward",
                           "batchnorm2d_forward",
+                          "batchnorm2d_inference",
                           "conv2d_backward",
                           "conv2d_forward",
                           "cross_entropy",
@@ -106,6 +108,7 @@ __all__ = [
                           "log_softmax_forward",
                           "maxpool2d_backward",
                           "maxpool2d_forward",
+                          "maxpool2d_inference",
                           "maxpool2d_indices",
                           "no_grad",
                           "relu_backward",

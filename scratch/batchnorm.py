@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import Layer, Parameter, check_input, require_float_dtype
+from .module import Layer, Parameter, check_input, grad_enabled, require_float_dtype
 
 
 def _channel(v: np.ndarray) -> np.ndarray:
@@ -91,6 +91,27 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarra
     if beta is not None:
         y += _channel(beta)
     return y, (x_hat, inv_std, gamma, training)
+
+
+def batchnorm2d_inference(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
+                          running_mean: np.ndarray, running_var: np.ndarray, eps: float) -> np.ndarray:
+    """``y`` in evaluation mode alone, for forward passes that keep no cache (``no_grad``).
+
+    With the running statistics fixed, the layer is one affine map per channel; its two constants are
+    folded first (C numbers each), so the (N, C, H, W) array is read once and written in two passes
+    instead of four, and ``x_hat`` (kept only for backward) is never made::
+
+        scale = gamma * inv_std,   shift = beta - mu * scale,   y = x * scale + shift
+
+    PyTorch's CPU kernel folds evaluation mode the same way. The result equals
+    :func:`batchnorm2d_forward`'s up to float rounding.
+    """
+    inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+    scale = inv_std if gamma is None else gamma * inv_std
+    shift = -running_mean * scale if beta is None else beta - running_mean * scale
+    y = np.multiply(x, _channel(scale.astype(x.dtype)))
+    y += _channel(shift.astype(x.dtype))
+    return y
 
 
 def batchnorm2d_backward(grad_out: np.ndarray, cache):
@@ -164,9 +185,13 @@ class BatchNorm2d(Layer):
             self.num_batches_tracked += 1
             if momentum is None:
                 momentum = 1.0 / float(self.num_batches_tracked)
-        y, cache = batchnorm2d_forward(x, None if self.weight is None else self.weight.data,
-                                       None if self.bias is None else self.bias.data, self.running_mean,
-                                       self.running_var, batch_statistics, momentum or 0.0, self.eps)
+        gamma = None if self.weight is None else self.weight.data
+        beta = None if self.bias is None else self.bias.data
+        if not batch_statistics and not grad_enabled():
+            assert self.running_mean is not None and self.running_var is not None   # tracked: not batch statistics
+            return batchnorm2d_inference(x, gamma, beta, self.running_mean, self.running_var, self.eps)
+        y, cache = batchnorm2d_forward(x, gamma, beta, self.running_mean, self.running_var, batch_statistics,
+                                       momentum or 0.0, self.eps)
         self._keep(cache)
         return y
 
