@@ -36,7 +36,10 @@ layer returns keeps the input dtype.
 
 Speed: every pass over an (N, C, H, W) array costs about the same, so the code counts them. The
 arithmetic is written with ``out=`` and in-place operators, so that each line is one pass and no
-temporary array is allocated that an existing buffer can hold.
+temporary array is allocated that an existing buffer can hold. Sums of products (``var``'s squares, ``dgamma``'s
+``g * x_hat``) go through :func:`channel_dots`, an einsum dot product per row that never stores the
+product. In evaluation under ``no_grad``, :func:`batchnorm2d_inference` folds the layer into one
+affine map per channel (two passes).
 """
 
 from __future__ import annotations
@@ -58,6 +61,15 @@ def channel_sums(a: np.ndarray) -> np.ndarray:
     return row_sums.sum(axis=0, dtype=np.float64)           # (C,): the N partial sums, in float64
 
 
+def channel_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-channel sum of ``a * b`` over (n, h, w), as float64, without making ``a * b``: each row's
+    dot product is taken by ``np.einsum`` in the input dtype, then the N partial sums are added in
+    float64, as in :func:`channel_sums`."""
+    n, c = a.shape[:2]
+    row_dots = np.einsum("ncp,ncp->nc", a.reshape(n, c, -1), b.reshape(n, c, -1))
+    return row_dots.sum(axis=0, dtype=np.float64)
+
+
 def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
                         running_mean: np.ndarray | None, running_var: np.ndarray | None, training: bool,
                         momentum: float, eps: float):
@@ -69,12 +81,12 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarra
     """
     training = training or running_mean is None or running_var is None
     x_hat = np.empty_like(x)
-    y = np.empty_like(x)                               # first a scratch buffer for the squares
+    y = np.empty_like(x)
     if training:
         m = x.size // x.shape[1]
         mu = channel_sums(x) / m                                     # float64
         np.subtract(x, _channel(mu.astype(x.dtype)), out=x_hat)     # x - mu (x_hat once scaled)
-        var = channel_sums(np.square(x_hat, out=y)) / m             # biased: divides by m
+        var = channel_dots(x_hat, x_hat) / m                        # biased: divides by m
         if running_mean is not None and running_var is not None:
             running_mean[...] = (1 - momentum) * running_mean + momentum * mu
             running_var[...] = (1 - momentum) * running_var + momentum * var * (m / (m - 1))
@@ -122,17 +134,17 @@ def batchnorm2d_backward(grad_out: np.ndarray, cache):
     """
     x_hat, inv_std, gamma, training = cache
     g = grad_out
-    g_x_hat = g * x_hat                                # reused below as scratch space
     dbeta = channel_sums(g)
-    dgamma = channel_sums(g_x_hat)
+    dgamma = channel_dots(g, x_hat)                    # sum(g * x_hat), g * x_hat never stored
     scale = _channel(inv_std if gamma is None else gamma * inv_std)
     if training:
-        # dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)), one pass per operation:
+        # dx = scale * (x_hat * (-mean(g * x_hat)) - mean(g) + g), one pass per operation:
         m = g.size // g.shape[1]
-        mean_g = _channel((dbeta / m).astype(g.dtype))
-        mean_g_xhat = _channel((dgamma / m).astype(g.dtype))
-        dx = np.subtract(g, mean_g)
-        dx -= np.multiply(x_hat, mean_g_xhat, out=g_x_hat)
+        minus_mean_g = _channel((-dbeta / m).astype(g.dtype))
+        minus_mean_g_xhat = _channel((-dgamma / m).astype(g.dtype))
+        dx = np.multiply(x_hat, minus_mean_g_xhat)
+        dx += minus_mean_g
+        dx += g
         dx *= scale
     else:
         dx = g * scale
