@@ -11,7 +11,7 @@ IMPL   ?= numpy
 ARGS   ?=
 BIN     = $(VENV)/bin
 
-.PHONY: install train test lint bench clean
+.PHONY: install train test lint bench clean anchors figures
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,14 @@ LINTED = scratch torch_impl simplecnn tests parity_tests benchmarks $(wildcard e
 lint: install
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy
+
+# Move every docs link [`name`](file.py#Ln) to the line that defines name (tests/test_docs.py checks them).
+anchors: install
+	$(BIN)/python tests/test_docs.py
+
+# The computational-graph figure of each chapter (docs/images/graph_NN.png), drawn by docs/figures.py.
+figures: install
+	MPLBACKEND=Agg $(BIN)/python docs/figures.py
 
 bench: install
 	$(BIN)/python benchmarks/train_step.py $(ARGS)

@@ -8,13 +8,10 @@ from hypothesis import strategies as st
 import scratch
 from scratch.conv import PADDING_MODES, pad_input, unpad_gradient
 from scratch.naive import conv2d_backward_naive, conv2d_forward_naive, pad_naive, unpad_gradient_naive
+from simplecnn import properties as prop
 from simplecnn.properties import conv_configs, conv_layer_pads, make_conv
-from torch_impl.mirror import torch_twin
 
-from .parity import assert_close, assert_matches_numerical, assert_parity
-
-DTYPES = [np.float64, np.float32]
-pairs = st.tuples
+from .parity import DTYPES, assert_close
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -22,17 +19,13 @@ pairs = st.tuples
 def test_conv2d_matches_torch(dtype, config_and_seed):
     """Output, dL/dx, dL/dweight and dL/dbias equal nn.Conv2d's for any kernel/stride/padding/dilation,
     groups and padding_mode, batched or not."""
-    config, seed = config_and_seed
-    layer, x, upstream = make_conv(config, dtype, np.random.default_rng(seed))
-    assert_parity(layer, torch_twin(layer), x, upstream)
+    prop.conv2d_matches_torch(config_and_seed, dtype)
 
 
 @given(conv_configs(max_channels=2, max_extra_size=3))
 def test_conv2d_matches_finite_differences(config_and_seed):
     """The analytic gradients equal central differences (an oracle independent of PyTorch)."""
-    config, seed = config_and_seed
-    layer, x, upstream = make_conv(config, np.float64, np.random.default_rng(seed))
-    assert_matches_numerical(layer, x, upstream)
+    prop.conv2d_matches_finite_differences(config_and_seed)
 
 
 @pytest.mark.parametrize("batch_last", [False, True])
@@ -66,8 +59,8 @@ def test_conv2d_fast_matches_naive_loops(batch_last, config_and_seed):
         assert_close(dbias, dbias_naive, 1e-12, what="grad bias")
 
 
-@given(st.sampled_from(PADDING_MODES), pairs(st.integers(0, 3), st.integers(0, 3)),
-       pairs(st.integers(0, 3), st.integers(0, 3)), st.integers(0, 2**32 - 1))
+@given(st.sampled_from(PADDING_MODES), prop.pairs(st.integers(0, 3), st.integers(0, 3)),
+       prop.pairs(st.integers(0, 3), st.integers(0, 3)), prop.seeds)
 def test_padding_folds_are_the_adjoints_of_padding(mode, rows, cols, seed):
     """Each fold is the transpose of its padding: <pad(x), G> = <x, fold(G)> for random x and G, and
     equals the cell-by-cell definition. (Reflect needs pad < size, circular pad <= size.)"""

@@ -10,108 +10,25 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scratch
-from torch_impl.mirror import LossLayer
+from simplecnn import properties as prop
 
-from .parity import DTYPES, assert_matches_numerical, assert_parity, away_from_zero, random_upstream, seeds, shapes
-
-KINDS = ["cross_entropy", "mse", "l1", "mean_bias_error", "multi_margin"]
-reductions = st.sampled_from(["mean", "sum", "none"])
+from .parity import DTYPES
 
 
-@st.composite
-def loss_configs(draw, kind, kinks=True):
-    """One loss problem of ``kind``, as the options and a seed; :func:`build` makes the arrays in a dtype.
-
-    ``kinks``: element-wise targets equal to the input in places (L1's kink), hinge scores exactly on the
-    margin (z = 0). Without: every point is a differentiable one, for finite differences.
-    """
-    config = dict(kind=kind, reduction=draw(reductions), seed=draw(seeds), kinks=kinks)
-    if kind in ("cross_entropy", "multi_margin"):
-        config.update(n=draw(st.integers(1, 5)), classes=draw(st.integers(1, 6)),
-                      weighted=draw(st.booleans()))
-    if kind == "cross_entropy":
-        classes = config["classes"]
-        probabilities = draw(st.booleans())
-        # extra=None: one unbatched sample, logits (C,)
-        extra = draw(st.one_of(st.none(), st.lists(st.integers(1, 3), max_size=2).map(tuple)))
-        config.update(extra=extra, probabilities=probabilities,
-                      # torch allows a real class as ignore_index (not with probabilities, nor would one class do)
-                      ignore_index=draw(st.sampled_from([-100, 0] if classes > 1 and not probabilities else [-100])),
-                      label_smoothing=draw(st.sampled_from([0.0, 0.0, 0.1, 0.45, 1.0])),
-                      scale=draw(st.floats(0.1, 8.0)))
-    elif kind == "multi_margin":
-        config.update(p=draw(st.sampled_from([1, 2])), margin=draw(st.sampled_from([0.5, 1.0, 2.0, 0.0])),
-                      # None: scores (N, C); () or (1,): one unbatched sample (C,) with a target of that shape
-                      unbatched=draw(st.sampled_from([None, None, (), (1,)])))
-    else:
-        config.update(shape=draw(shapes))
-    return config
-
-
-
-def build(config, dtype):
-    """``(LossLayer, input, upstream)`` for ``config`` in ``dtype``; the upstream gradient is a random scalar,
-    or random per element for ``reduction="none"``."""
-    rng = np.random.default_rng(config["seed"])
-    kind, reduction = config["kind"], config["reduction"]
-    if kind in ("cross_entropy", "multi_margin"):
-        n, classes = config["n"], config["classes"]
-        weight = rng.uniform(0.2, 3.0, classes).astype(dtype) if config["weighted"] else None
-    if kind == "cross_entropy":
-        unbatched = config["extra"] is None
-        value_shape = () if unbatched else (n, *config["extra"])
-        x = config["scale"] * rng.standard_normal((classes,) if unbatched else (n, classes, *config["extra"]))
-        if config["probabilities"]:
-            target = np.moveaxis(rng.dirichlet(np.ones(classes), size=value_shape), -1, 0 if unbatched else 1)
-            target = target.astype(dtype)
-        else:
-            target = rng.integers(0, classes, size=value_shape)
-            target[rng.random(target.shape) < 0.2] = config["ignore_index"]
-            # "mean" over no sample at all is 0/0 (NaN, tested on its own below): keep one sample.
-            if (target == config["ignore_index"]).all():
-                target[np.unravel_index(0, target.shape)] = 1 if config["ignore_index"] == 0 else 0
-        loss_fn = scratch.CrossEntropyLoss(weight, config["ignore_index"], reduction, config["label_smoothing"])
-    elif kind == "multi_margin":
-        unbatched = config["unbatched"]
-        value_shape = (n,) if unbatched is None else unbatched
-        scores_shape = (n, classes) if unbatched is None else (classes,)
-        target = rng.integers(0, classes, size=value_shape)
-        if config["kinks"]:   # half-integers: many scores exactly margin below the target's (z = 0)
-            x = rng.integers(-4, 5, size=scores_shape) / 2
-        else:
-            x = rng.standard_normal(scores_shape)
-        loss_fn = scratch.MultiMarginLoss(config["p"], config["margin"], weight, reduction)
-    else:
-        shape = config["shape"]
-        x = rng.standard_normal(shape)
-        if config["kinks"]:   # a quarter of the targets equal the input exactly: L1's kink
-            target = np.where(rng.random(shape) < 0.25, x, rng.standard_normal(shape))
-        else:
-            target = x + away_from_zero(rng, shape)
-        target = target.astype(dtype)
-        loss_fn = {"mse": scratch.MSELoss, "l1": scratch.L1Loss, "mean_bias_error": scratch.MeanBiasError}[kind](
-            reduction)
-        value_shape = shape
-    upstream = random_upstream(rng, value_shape if reduction == "none" else (), dtype)
-    return LossLayer(loss_fn, target), x.astype(dtype), upstream
-
-
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", prop.LOSS_KINDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data())
 def test_loss_matches_torch(kind, dtype, data):
     """Value and dL/dinput equal torch's (MeanBiasError: autograd of (input - target) reduced), every
     reduction, batched and unbatched (C,) inputs, kinks included: L1's gradient at input == target is
     sign(0) = 0, the hinge's at z = 0 is 0; neither the input, the target nor the weight is modified."""
-    layer, x, upstream = build(data.draw(loss_configs(kind), label="config"), dtype)
-    assert_parity(layer, layer.torch_twin(), x, upstream)
+    prop.loss_matches_torch(data.draw(prop.loss_configs(kind), label="config"), dtype)
 
 
-@given(st.sampled_from(KINDS).flatmap(lambda kind: loss_configs(kind, kinks=False)))
+@given(st.sampled_from(prop.LOSS_KINDS).flatmap(lambda kind: prop.loss_configs(kind, kinks=False)))
 def test_loss_matches_finite_differences(config):
     """dL/dinput equals central differences of the loss (away from the kinks)."""
-    layer, x, upstream = build(config, np.float64)
-    assert_matches_numerical(layer, x, upstream)
+    prop.loss_matches_finite_differences(config)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

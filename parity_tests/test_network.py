@@ -9,6 +9,8 @@ import scratch
 import torch_impl
 from torch_impl.mirror import TOLERANCES, simplecnn_training_comparisons
 
+from .parity import whole_network_examples
+
 
 def test_both_models_have_the_same_state_dict_keys_and_shapes():
     """A checkpoint moves between the implementations only if every key and shape is the same."""
@@ -18,9 +20,8 @@ def test_both_models_have_the_same_state_dict_keys_and_shapes():
     assert {k: v.shape for k, v in ours.items()} == {k: tuple(v.shape) for k, v in theirs.items()}
 
 
-# One example is a few training steps of the real network (~0.5 s): a twentieth of the profile's count.
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@settings(max_examples=max(2, settings.default.max_examples // 20))
+@settings(max_examples=whole_network_examples(settings.default.max_examples))
 @given(st.integers(0, 2**16))
 def test_simplecnn_training_matches_torch(dtype, seed):
     """Same weights (through the state dict), same batches, same dropout masks: at each of 3 Adam steps

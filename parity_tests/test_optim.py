@@ -8,48 +8,10 @@ from hypothesis import strategies as st
 
 import scratch
 from scratch.module import StateDictError
-from torch_impl.mirror import OPTIMIZERS, TOLERANCES, optimizer_trajectories
+from simplecnn import properties as prop
+from torch_impl.mirror import OPTIMIZERS
 
 from .parity import DTYPES
-
-weight_decays = st.sampled_from([0.0, 1e-2, 0.3])
-epsilons = st.integers(-8, -1).map(lambda e: 10.0 ** e)   # up to 0.1, so where eps is added matters
-
-
-@st.composite
-def optimizer_settings(draw, kind="adam"):
-    """Hyper-parameters of ``kind``, every option exercised: for Adam/AdamW lr, betas, eps, weight decay,
-    amsgrad; SGD momentum (0 or not), dampening (non-zero makes torch's first-step rule buf = g visible),
-    nesterov; Adagrad lr_decay and initial_accumulator_value; RMSprop alpha, momentum, centered."""
-    lr = draw(st.floats(1e-4, 0.1))
-    if kind in ("adam", "adamw"):
-        return dict(lr=lr, betas=(draw(st.sampled_from([0.0, 0.5, 0.9])), draw(st.sampled_from([0.9, 0.99, 0.999]))),
-                    eps=draw(epsilons), weight_decay=draw(weight_decays), amsgrad=draw(st.booleans()))
-    if kind == "sgd":
-        momentum = draw(st.sampled_from([0.0, 0.5, 0.9]))
-        nesterov = momentum > 0 and draw(st.booleans())
-        dampening = 0.0 if nesterov else draw(st.sampled_from([0.0, 0.3]))
-        return dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=draw(weight_decays), nesterov=nesterov)
-    if kind == "adagrad":
-        return dict(lr=lr, lr_decay=draw(st.sampled_from([0.0, 0.1])), weight_decay=draw(weight_decays),
-                    initial_accumulator_value=draw(st.sampled_from([0.0, 0.5])), eps=draw(epsilons))
-    assert kind == "rmsprop"
-    return dict(lr=lr, alpha=draw(st.sampled_from([0.5, 0.9, 0.99])), eps=draw(epsilons),
-                weight_decay=draw(weight_decays), momentum=draw(st.sampled_from([0.0, 0.5, 0.9])),
-                centered=draw(st.booleans()))
-
-
-@st.composite
-def gradient_sequences(draw, dtype):
-    """Initial parameters of a few shapes and K steps of random gradients with varying scale (a shrinking
-    gradient makes amsgrad's max differ from v)."""
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    shapes = {"weight": (3, 4), "bias": (3,)}
-    steps = draw(st.integers(1, 6))
-    initial = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
-    gradients = [{k: (10.0 ** rng.uniform(-3, 1) * rng.standard_normal(s)).astype(dtype) for k, s in shapes.items()}
-                 for _ in range(steps)]
-    return initial, gradients
 
 
 @pytest.mark.parametrize("kind", list(OPTIMIZERS))
@@ -57,20 +19,9 @@ def gradient_sequences(draw, dtype):
 @given(data=st.data())
 def test_optimizer_trajectory_matches_torch(kind, dtype, data):
     """After every one of K steps the parameters and every state tensor torch keeps (and the step count)
-    equal torch's. Adam: exp_avg, exp_avg_sq, max_exp_avg_sq; t incremented before use, bias corrections,
-    eps after the square root, L2 decay in the gradient (Adam) or decoupled (AdamW). SGD: momentum_buffer,
-    started as the first gradient, dampening, the nesterov look-ahead. Adagrad: sum, lr_decay.
-    RMSprop: square_avg, grad_avg (centered), momentum_buffer."""
-    hyper = data.draw(optimizer_settings(kind), label="hyper-parameters")
-    initial, gradients = data.draw(gradient_sequences(dtype), label="parameters and gradients")
-    originals = [{k: v.copy() for k, v in g.items()} for g in gradients]
-    for comparisons in optimizer_trajectories(kind, initial, gradients, **hyper):
-        for comparison in comparisons:
-            problem = comparison.problem(TOLERANCES[np.dtype(dtype)])
-            assert problem is None, problem
-    for given_grads, original in zip(gradients, originals, strict=True):
-        for k in original:
-            np.testing.assert_array_equal(given_grads[k], original[k], err_msg="the optimizer modified a gradient")
+    equal torch's; see :func:`simplecnn.properties.optimizer_trajectory_matches_torch`."""
+    prop.optimizer_trajectory_matches_torch(data.draw(prop.optimizer_examples(kind), label="example"), dtype,
+                                            kind=kind)
 
 
 NEW_OPTIMIZERS = ["sgd", "adagrad", "rmsprop"]
@@ -81,8 +32,8 @@ NEW_OPTIMIZERS = ["sgd", "adagrad", "rmsprop"]
 def test_state_dict_resumes_the_same_trajectory(kind, data):
     """Stop after k steps, load the state dict into a fresh optimizer over copies of the parameters, go on:
     the parameters end exactly where an uninterrupted run ends (every piece of state is in the dict)."""
-    hyper = data.draw(optimizer_settings(kind), label="hyper-parameters")
-    initial, gradients = data.draw(gradient_sequences(np.float64), label="parameters and gradients")
+    hyper, steps, seed = data.draw(prop.optimizer_examples(kind), label="example")
+    initial, gradients = prop.gradient_sequence(steps, seed, np.float64)
     stop = data.draw(st.integers(0, len(gradients)), label="stop after")
     make = OPTIMIZERS[kind][0]
 

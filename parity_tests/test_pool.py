@@ -17,12 +17,11 @@ from scratch.naive import (
 from simplecnn import properties as prop
 from torch_impl.mirror import TOLERANCES, to_numpy, to_torch, torch_twin
 
-from .parity import DTYPES, assert_close, assert_matches_numerical, assert_parity, random_upstream
+from .parity import DTYPES, assert_close, random_upstream
 
 pool_configs = prop.pool_configs
 make_pool = prop.make_pool
 output_shape = prop.pool_output_shape
-input_shape = prop.pool_input_shape
 distinct_input = prop.distinct_input
 tied_input = prop.tied_input
 
@@ -95,44 +94,22 @@ def test_maxpool2d_never_picks_padding(very_negative, dtype):
     assert_close(dx, to_numpy(x_t.grad), TOLERANCES[np.dtype(dtype)].backward, what="grad input")
 
 
-@st.composite
-def avg_pool_configs(draw):
-    """An AvgPool2d PyTorch accepts (no dilation): padding counted in the divisor or not, a divisor_override
-    (None most of the time), with the geometry of :func:`pool_configs`."""
-    config, seed = draw(pool_configs(max_dilation=1))
-    config = dict(config, count_include_pad=draw(st.booleans()),
-                  divisor_override=draw(st.one_of(st.none(), st.none(), st.integers(1, 7))))
-    return config, seed
-
-
-def make_avg_pool(config):
-    return scratch.AvgPool2d(config["kernel_size"], config["stride"], config["padding"], config["ceil_mode"],
-                             config["count_include_pad"], config["divisor_override"])
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
-@given(avg_pool_configs())
+@given(prop.avg_pool_configs())
 def test_avgpool2d_matches_torch(dtype, config_and_seed):
     """Output and dL/dx equal nn.AvgPool2d's: the divisor counts padding or not (count_include_pad), a
     ceil-mode window past the padding divides by what it covers up to the padding's end, divisor_override
     replaces the divisor, overlapping windows add their shares."""
-    config, seed = config_and_seed
-    rng = np.random.default_rng(seed)
-    layer = make_avg_pool(config)
-    x = rng.standard_normal(input_shape(config)).astype(dtype)   # batched or unbatched
-    assert_parity(layer, torch_twin(layer), x, random_upstream(rng, output_shape(config), dtype))
+    prop.avgpool2d_matches_torch(config_and_seed, dtype)
 
 
-@given(avg_pool_configs())
+@given(prop.avg_pool_configs())
 def test_avgpool2d_matches_finite_differences(config_and_seed):
     """Average pooling is linear: its gradient is exact, and central differences agree."""
-    config, seed = config_and_seed
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(input_shape(config))
-    assert_matches_numerical(make_avg_pool(config), x, random_upstream(rng, output_shape(config), np.float64))
+    prop.avgpool2d_matches_finite_differences(config_and_seed)
 
 
-@given(avg_pool_configs())
+@given(prop.avg_pool_configs())
 def test_avgpool2d_fast_matches_naive_loops(config_and_seed):
     """The strided-slice version equals a plain loop over every window that counts its own divisor."""
     config, seed = config_and_seed

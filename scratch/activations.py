@@ -19,17 +19,19 @@ from .module import Layer, check_input, grad_enabled
 
 
 def relu_forward(x: np.ndarray):
-    """``y = max(x, 0)``. Returns ``(y, cache)``; the cache is the mask ``x > 0``."""
+    """``y = max(x, 0)``. Returns ``(y, cache)``; the cache is the mask ``x > 0``. (docs/07-linear-and-relu.md)"""
     positive = x > 0
     return np.maximum(x, 0), positive
 
 
 def relu_backward(grad_out: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """``dL/dx = dL/dy * [x > 0]``."""
+    """``dL/dx = dL/dy * [x > 0]``. (docs/07-linear-and-relu.md)"""
     return grad_out * positive
 
 
 class ReLU(Layer):
+    """``nn.ReLU()`` in NumPy: ``max(x, 0)``, gradient masked by ``x > 0`` (docs/07-linear-and-relu.md)."""
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input(self, x, x.ndim, "(N, ...)")
         if not grad_enabled():
@@ -43,7 +45,7 @@ class ReLU(Layer):
 
 
 class Flatten(Layer):
-    """(N, d1, d2, ...) -> (N, d1*d2*...), C-order (PyTorch's ``nn.Flatten()``)."""
+    """(N, d1, d2, ...) -> (N, d1*d2*...), C-order (PyTorch's ``nn.Flatten()``). (docs/07-linear-and-relu.md)"""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input(self, x, x.ndim, "(N, ...)")
@@ -64,6 +66,8 @@ def sigmoid_forward(x: np.ndarray):
     value, and no exponent is ever positive. The numerator is picked arithmetically,
     ``[x >= 0] + [x < 0] * e`` (exactly 1 or exactly e), because ``np.where`` on a random mask is several
     times slower than the whole rest of the computation (branch mispredictions).
+
+    Chapter: docs/11-activations.md.
     """
     e = np.exp(-np.abs(x))
     nonnegative = x >= 0
@@ -72,18 +76,24 @@ def sigmoid_forward(x: np.ndarray):
 
 
 def sigmoid_backward(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``dL/dx = dL/dy * y * (1 - y)``: the derivative written with the output, so nothing is recomputed."""
+    """``dL/dx = dL/dy * y * (1 - y)``: the derivative written with the output, so nothing is recomputed.
+
+    Chapter: docs/11-activations.md.
+    """
     return grad_out * (1 - y) * y
 
 
 def tanh_forward(x: np.ndarray):
-    """``y = tanh(x)`` (``np.tanh`` saturates to +-1 without overflow). Returns ``(y, cache)``: ``y``."""
+    """``y = tanh(x)`` (``np.tanh`` saturates to +-1 without overflow). Returns ``(y, cache)``: ``y``.
+
+    Chapter: docs/11-activations.md.
+    """
     y = np.tanh(x)
     return y, y
 
 
 def tanh_backward(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``dL/dx = dL/dy * (1 - y^2)``."""
+    """``dL/dx = dL/dy * (1 - y^2)``. (docs/11-activations.md)"""
     return grad_out * (1 - y * y)
 
 
@@ -94,6 +104,8 @@ def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01):
     The slope is built as ``[x > 0] + [x <= 0] * negative_slope`` (each entry exactly 1 or exactly the
     slope), so ``y = x * slope`` rounds as PyTorch's ``x * negative_slope``; a multiplication is several
     times faster than ``np.where`` on a random mask.
+
+    Chapter: docs/11-activations.md.
     """
     positive = x > 0
     slope = positive + ~positive * x.dtype.type(negative_slope)
@@ -102,7 +114,10 @@ def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01):
 
 def leaky_relu_backward(grad_out: np.ndarray, slope: np.ndarray) -> np.ndarray:
     """``dL/dx = dL/dy * (1 if x > 0 else negative_slope)``. At exactly ``x = 0`` the slope is
-    ``negative_slope``, as in PyTorch (its kernel tests ``x > 0``)."""
+    ``negative_slope``, as in PyTorch (its kernel tests ``x > 0``).
+
+    Chapter: docs/11-activations.md.
+    """
     return grad_out * slope
 
 
@@ -111,6 +126,8 @@ def softmax_forward(x: np.ndarray, dim: int):
 
     Subtracting the maximum of each slice leaves the value unchanged and every exponent <= 0: rows
     of +-1e4 neither overflow nor divide by zero (the maximum contributes exp(0) = 1 to the sum).
+
+    Chapter: docs/11-activations.md.
     """
     e = np.exp(x - x.max(axis=dim, keepdims=True))
     y = e / e.sum(axis=dim, keepdims=True)
@@ -122,26 +139,34 @@ def softmax_backward(grad_out: np.ndarray, cache) -> np.ndarray:
 
     From the Jacobian ``dy_j/dx_i = y_j ([i == j] - y_i)``; the product with the upstream gradient is a
     dot product per slice, so the (K, K) Jacobian is never built.
+
+    Chapter: docs/11-activations.md.
     """
     y, dim = cache
     return y * (grad_out - (grad_out * y).sum(axis=dim, keepdims=True))
 
 
 def log_softmax_forward(x: np.ndarray, dim: int):
-    """``y = x - max - log(sum(exp(x - max)))`` along ``dim`` (log-sum-exp, stable). Cache: ``(y, dim)``."""
+    """``y = x - max - log(sum(exp(x - max)))`` along ``dim`` (log-sum-exp, stable). Cache: ``(y, dim)``.
+
+    Chapter: docs/11-activations.md.
+    """
     shifted = x - x.max(axis=dim, keepdims=True)
     y = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
     return y, (y, dim)
 
 
 def log_softmax_backward(grad_out: np.ndarray, cache) -> np.ndarray:
-    """``dL/dx_i = dL/dy_i - exp(y_i) * sum_j dL/dy_j``: ``dy_j/dx_i = [i == j] - softmax_i``."""
+    """``dL/dx_i = dL/dy_i - exp(y_i) * sum_j dL/dy_j``: ``dy_j/dx_i = [i == j] - softmax_i``.
+
+    Chapter: docs/11-activations.md.
+    """
     y, dim = cache
     return grad_out - np.exp(y) * grad_out.sum(axis=dim, keepdims=True)
 
 
 class Sigmoid(Layer):
-    """``nn.Sigmoid()``: ``y = 1 / (1 + exp(-x))``, stable for any finite input."""
+    """``nn.Sigmoid()``: ``y = 1 / (1 + exp(-x))``, stable for any finite input. (docs/11-activations.md)"""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input(self, x, x.ndim, "(N, ...)")
@@ -154,7 +179,7 @@ class Sigmoid(Layer):
 
 
 class Tanh(Layer):
-    """``nn.Tanh()``."""
+    """``nn.Tanh()``. (docs/11-activations.md)"""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input(self, x, x.ndim, "(N, ...)")
@@ -167,7 +192,7 @@ class Tanh(Layer):
 
 
 class LeakyReLU(Layer):
-    """``nn.LeakyReLU(negative_slope=0.01)``."""
+    """``nn.LeakyReLU(negative_slope=0.01)``. (docs/11-activations.md)"""
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
@@ -209,7 +234,10 @@ class _SoftmaxBase(Layer):
 
 class Softmax(_SoftmaxBase):
     """``nn.Softmax(dim)``: the slices along ``dim`` become probability vectors. ``dim`` is required
-    (PyTorch's implicit choice when it is omitted is deprecated)."""
+    (PyTorch's implicit choice when it is omitted is deprecated).
+
+    Chapter: docs/11-activations.md.
+    """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input(self, x, x.ndim, "(..., K, ...)")
@@ -222,7 +250,10 @@ class Softmax(_SoftmaxBase):
 
 
 class LogSoftmax(_SoftmaxBase):
-    """``nn.LogSoftmax(dim)``: ``log(softmax(x))`` computed directly (no log of an underflowed 0)."""
+    """``nn.LogSoftmax(dim)``: ``log(softmax(x))`` computed directly (no log of an underflowed 0).
+
+    Chapter: docs/11-activations.md.
+    """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input(self, x, x.ndim, "(..., K, ...)")

@@ -55,7 +55,10 @@ def _channel(v: np.ndarray) -> np.ndarray:
 
 
 def channel_sums(a: np.ndarray) -> np.ndarray:
-    """Per-channel sum of ``a`` (N, C, H, W) over (n, h, w), as float64 (see the module docstring)."""
+    """Per-channel sum of ``a`` (N, C, H, W) over (n, h, w), as float64 (see the module docstring).
+
+    Chapter: docs/05-batch-normalization.md.
+    """
     n, c = a.shape[:2]
     row_sums = np.einsum("ncp->nc", a.reshape(n, c, -1))   # (N, C), in a's dtype
     return row_sums.sum(axis=0, dtype=np.float64)           # (C,): the N partial sums, in float64
@@ -78,6 +81,8 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarra
     ``gamma``/``beta`` ``None``: no affine transform (``affine=False``; ``beta`` alone for ``bias=False``),
     i.e. gamma = 1 and beta = 0. ``running_*`` ``None`` (``track_running_stats=False``): nothing is
     tracked, and the batch statistics are used in evaluation too (``training`` is then ignored).
+
+    Chapter: docs/05-batch-normalization.md.
     """
     training = training or running_mean is None or running_var is None
     x_hat = np.empty_like(x)
@@ -131,6 +136,8 @@ def batchnorm2d_backward(grad_out: np.ndarray, cache):
 
     Without ``gamma`` (``affine=False``) the formulas hold with gamma = 1; ``dgamma`` is still returned
     (the caller drops what it has no parameter for).
+
+    Chapter: docs/05-batch-normalization.md.
     """
     x_hat, inv_std, gamma, training = cache
     g = grad_out
@@ -161,6 +168,8 @@ class BatchNorm2d(Layer):
     ``bias=False`` (torch 2.13's keyword): a ``weight`` but no ``bias``.
     ``track_running_stats=False``: no buffers, and batch statistics in evaluation mode too.
     Inputs must be 4-D (N, C, H, W), as for torch's BatchNorm2d.
+
+    Chapter: docs/05-batch-normalization.md.
     """
 
     buffer_names: tuple[str, ...] = ("running_mean", "running_var", "num_batches_tracked")

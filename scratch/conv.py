@@ -20,8 +20,9 @@ Backward, with ``g = dL/dy`` laid out like the columns (O rows, one column per o
 * ``dL/dw = g @ cols.T``   (every output position adds ``g * patch``),
 * ``dL/db = g.sum(over n, i, j)``,
 * ``dL/dcols = w2.T @ g``, and ``dL/dx`` is *col2im* of that: each patch entry is added back to the
-  input pixel it was copied from. Patches overlap when the stride is smaller than the kernel, so the
-  scatter must *add*; it does so with one slice-add per kernel offset, the mirror image of im2col.
+  input pixel it was copied from. Patches overlap when the stride is smaller than the dilated kernel's
+  span ``d (k - 1) + 1``, so the scatter must *add*; it does so with one slice-add per kernel offset,
+  the mirror image of im2col.
 
 Speed: the column order. The matrix products run near the machine's peak whatever the order of the
 N*Ho*Wo columns, so the only question is how cheaply im2col and col2im move memory. NumPy copies a
@@ -61,7 +62,7 @@ Pair = tuple[int, int]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """Output length along one axis: ``(size + 2p - d(k-1) - 1) // s + 1``."""
+    """Output length along one axis: ``(size + 2p - d(k-1) - 1) // s + 1``. (docs/03-convolution.md)"""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
@@ -80,13 +81,18 @@ def to_batch_last(a: np.ndarray) -> np.ndarray:
     Two copies: first swap N and C (moving whole H*W planes), then transpose each channel's (N, H*W)
     block. Each block is small enough to stay in cache while it is transposed; a one-step transpose
     jumps across the whole array for every number it writes, and is ~5x slower.
+
+    Chapter: docs/03-convolution.md.
     """
     a_cn = np.ascontiguousarray(a.transpose(1, 0, 2, 3))          # (C, N, H, W)
     return np.ascontiguousarray(a_cn.transpose(0, 2, 3, 1))        # (C, H, W, N)
 
 
 def from_batch_last(a: np.ndarray) -> np.ndarray:
-    """(C, H, W, N) -> contiguous (N, C, H, W): :func:`to_batch_last` undone, in the same two copies."""
+    """(C, H, W, N) -> contiguous (N, C, H, W): :func:`to_batch_last` undone, in the same two copies.
+
+    Chapter: docs/03-convolution.md.
+    """
     a_cn = np.ascontiguousarray(a.transpose(0, 3, 1, 2))          # (C, N, H, W)
     return np.ascontiguousarray(a_cn.transpose(1, 0, 2, 3))        # (N, C, H, W)
 
@@ -100,6 +106,8 @@ def im2col(x_pad: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out_hw
     Batch last: ``x_pad`` is (C, H, W, N) and the result (C, kh, kw, Ho, Wo, N), i.e. one
                 (C*kh*kw, Ho*Wo*N) patch matrix for the whole batch.
     ``out``, if it has the result's shape and dtype, is filled instead of a new array.
+
+    Chapter: docs/03-convolution.md.
     """
     (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
     if batch_last:
@@ -128,6 +136,8 @@ def col2im(dcols: np.ndarray, padded_shape: tuple[int, ...], stride: Pair, dilat
 
     ``padded_shape`` and the result are in the layout im2col read: (N, C, H, W), or (C, H, W, N) when
     ``batch_last``.
+
+    Chapter: docs/03-convolution.md.
     """
     if batch_last:
         _, kh, kw, ho, wo, _ = dcols.shape
@@ -160,6 +170,8 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     group g, and ``w`` is (O, C/G, kh, kw). The patch matrix's rows are channel-major, so its rows of
     group g are one contiguous block of C/G*kh*kw rows, and the convolution is G independent products,
     one ``np.matmul`` over a stack: ``y_g = w_g @ cols_g`` with ``w_g`` (O/G, C/G*kh*kw).
+
+    Chapter: docs/03-convolution.md.
     """
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
@@ -195,6 +207,8 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
     ``dx`` is ``None`` when ``need_input_grad`` is false (the first layer, whose input is the data).
     ``db`` is ``None`` for a convolution without bias. The cache can be used once: ``dL/dcols`` is
     written over the patch matrix, which is not needed any more once ``dw`` is known.
+
+    Chapter: docs/03-convolution.md.
     """
     cols, weight, padded_shape, input_shape, stride, padding, dilation, has_bias, batch_last, groups = cache
     o, n = weight.shape[0], input_shape[0]
@@ -275,7 +289,10 @@ Pads = tuple[int, int, int, int]   # (top, bottom, left, right)
 
 
 def pad_input(x: np.ndarray, pads: Pads, mode: str) -> np.ndarray:
-    """``x`` (N, C, H, W) padded by ``pads = (top, bottom, left, right)`` in ``mode`` (a padding_mode)."""
+    """``x`` (N, C, H, W) padded by ``pads = (top, bottom, left, right)`` in ``mode`` (a padding_mode).
+
+    Chapter: docs/03-convolution.md.
+    """
     top, bottom, left, right = pads
     return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=NUMPY_PAD_MODES[mode])  # type: ignore[call-overload]
 
@@ -291,6 +308,8 @@ def fold_zeros(grad: np.ndarray, before: int, after: int, axis: int) -> np.ndarr
     """Zero padding copies nothing: the padded cells are constants, their gradient is dropped.
 
     ``dL/dx[i] = dL/dxp[before + i]`` for ``0 <= i < size``: a crop.
+
+    Chapter: docs/03-convolution.md.
     """
     return _on_axis(grad, axis, slice(before, grad.shape[axis] - after)).copy()
 
@@ -301,6 +320,8 @@ def fold_replicate(grad: np.ndarray, before: int, after: int, axis: int) -> np.n
 
         dL/dx[0]      += sum of dL/dxp over the before-cells
         dL/dx[size-1] += sum of dL/dxp over the after-cells
+
+    Chapter: docs/03-convolution.md.
     """
     dx = fold_zeros(grad, before, after, axis)
     size = dx.shape[axis]
@@ -318,6 +339,8 @@ def fold_reflect(grad: np.ndarray, before: int, after: int, axis: int) -> np.nda
 
         dL/dx[k]            += dL/dxp[before - k]                 k = 1 .. before
         dL/dx[size - 1 - k] += dL/dxp[before + size - 1 + k]      k = 1 .. after
+
+    Chapter: docs/03-convolution.md.
     """
     dx = fold_zeros(grad, before, after, axis)
     size = dx.shape[axis]
@@ -334,6 +357,8 @@ def fold_circular(grad: np.ndarray, before: int, after: int, axis: int) -> np.nd
 
         dL/dx[size - before + k] += dL/dxp[k]                    k = 0 .. before - 1
         dL/dx[k]                 += dL/dxp[before + size + k]    k = 0 .. after - 1
+
+    Chapter: docs/03-convolution.md.
     """
     dx = fold_zeros(grad, before, after, axis)
     size = dx.shape[axis]
@@ -346,14 +371,20 @@ FOLDS = {"zeros": fold_zeros, "reflect": fold_reflect, "replicate": fold_replica
 
 
 def unpad_gradient(grad: np.ndarray, pads: Pads, mode: str) -> np.ndarray:
-    """``dL/dx`` from ``dL/dxp`` for ``xp = pad_input(x, pads, mode)``: the rows fold, then the columns."""
+    """``dL/dx`` from ``dL/dxp`` for ``xp = pad_input(x, pads, mode)``: the rows fold, then the columns.
+
+    Chapter: docs/03-convolution.md.
+    """
     top, bottom, left, right = pads
     fold = FOLDS[mode]
     return fold(fold(grad, top, bottom, 2), left, right, 3)
 
 
 def same_padding(kernel: Pair, dilation: Pair) -> Pads:
-    """torch's ``padding="same"``: ``d (k - 1)`` cells per axis, half before, the odd one after."""
+    """torch's ``padding="same"``: ``d (k - 1)`` cells per axis, half before, the odd one after.
+
+    Chapter: docs/03-convolution.md.
+    """
     (kh, kw), (dh, dw) = kernel, dilation
     total_h, total_w = dh * (kh - 1), dw * (kw - 1)
     return total_h // 2, total_h - total_h // 2, total_w // 2, total_w - total_w // 2
@@ -370,6 +401,8 @@ class Conv2d(Layer):
 
     ``need_input_grad=False`` skips dL/dx in backward (PyTorch skips it too when the input does not
     require a gradient): the network's first convolution has no layer below it to send it to.
+
+    Chapter: docs/03-convolution.md.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,

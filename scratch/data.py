@@ -38,22 +38,29 @@ IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 
 
 class DataError(Exception):
-    """A data file is missing, corrupt or inconsistent; the message names the file and the problem."""
+    """A data file is missing, corrupt or inconsistent; the message names the file and the problem.
+
+    Chapter: docs/01-overview.md.
+    """
 
 
 def default_data_dir() -> Path:
-    """``$SIMPLECNN_DATA`` if set, else ``./data``."""
+    """``$SIMPLECNN_DATA`` if set, else ``./data``. (docs/01-overview.md)"""
     return Path(os.environ.get("SIMPLECNN_DATA") or "data")
 
 
 def raw_dir(data_dir: str | os.PathLike) -> Path:
+    """Where the raw IDX files live: ``<data_dir>/MNIST/raw`` (docs/01-overview.md)."""
     return Path(data_dir) / "MNIST" / "raw"
 
 
 # --- reading ------------------------------------------------------------------------------------
 
 def read_idx_bytes(path: Path) -> bytes:
-    """The uncompressed bytes of ``path`` (gzip is detected by its magic bytes, not the file name)."""
+    """The uncompressed bytes of ``path`` (gzip is detected by its magic bytes, not the file name).
+
+    Chapter: docs/01-overview.md.
+    """
     try:
         with open(path, "rb") as f:
             head = f.read(2)
@@ -67,7 +74,7 @@ def read_idx_bytes(path: Path) -> bytes:
 
 
 def parse_idx(data: bytes, path: Path, expected_magic: int | None = None) -> np.ndarray:
-    """Decode IDX bytes into a uint8 array, checking magic number, dimensions and size."""
+    """Decode IDX bytes into a uint8 array, checking magic number, dimensions and size. (docs/01-overview.md)"""
     if len(data) < 4:
         raise DataError(f"{path}: too short to be an IDX file ({len(data)} bytes)")
     zero1, zero2, dtype_code, ndim = data[:4]
@@ -88,7 +95,7 @@ def parse_idx(data: bytes, path: Path, expected_magic: int | None = None) -> np.
 
 
 def find_file(directory: Path, name: str) -> Path | None:
-    """``name`` or ``name.gz`` in ``directory``, whichever exists (raw first)."""
+    """``name`` or ``name.gz`` in ``directory``, whichever exists (raw first). (docs/01-overview.md)"""
     for candidate in (directory / name, directory / f"{name}.gz"):
         if candidate.is_file():
             return candidate
@@ -96,6 +103,7 @@ def find_file(directory: Path, name: str) -> Path | None:
 
 
 def load_idx(directory: Path, name: str, magic: int, verify: bool = True) -> np.ndarray:
+    """One IDX array from ``directory`` (``name`` or ``name.gz``), checked (docs/01-overview.md)."""
     path = find_file(directory, name)
     if path is None:
         raise DataError(f"{directory}: missing {name} (or {name}.gz)")
@@ -111,7 +119,10 @@ def _read_idx(path: Path, magic: int) -> tuple[np.ndarray, bytes]:
 
 
 def verify_checksum(path: Path, name: str, data: bytes) -> None:
-    """The SHA-256 of an MNIST file, checked after its structure (magic, size, label range) was."""
+    """The SHA-256 of an MNIST file, checked after its structure (magic, size, label range) was.
+
+    Chapter: docs/01-overview.md.
+    """
     if name not in MNIST_FILES:
         return
     digest = hashlib.sha256(data).hexdigest()
@@ -124,6 +135,7 @@ def verify_checksum(path: Path, name: str, data: bytes) -> None:
 # --- downloading --------------------------------------------------------------------------------
 
 def missing_files(directory: Path) -> list[str]:
+    """The MNIST files not found in ``directory`` (docs/01-overview.md)."""
     return [name for name in MNIST_FILES if find_file(directory, name) is None]
 
 
@@ -132,6 +144,8 @@ def download_mnist(data_dir: str | os.PathLike, progress: bool = True) -> None:
 
     Each file is downloaded to a temporary name, checked against its SHA-256 and only then renamed,
     so an interrupted or corrupt download never looks like data.
+
+    Chapter: docs/01-overview.md.
     """
     directory = raw_dir(data_dir)
     created = [p for p in (directory, *directory.parents) if not p.exists()]
@@ -203,7 +217,7 @@ def _where_to_put_files(directory: Path, reason: str) -> str:
 
 @dataclass
 class MNIST:
-    """Raw MNIST arrays: uint8 images (N, 28, 28) and int64 labels (N,)."""
+    """Raw MNIST arrays: uint8 images (N, 28, 28) and int64 labels (N,). (docs/01-overview.md)"""
 
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -216,6 +230,8 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool | None 
     """Read MNIST from ``<data_dir>/MNIST/raw`` (downloading missing files unless ``download`` is false).
 
     ``download=None`` means: download unless ``$SIMPLECNN_NO_DOWNLOAD`` is set.
+
+    Chapter: docs/01-overview.md.
     """
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     directory = raw_dir(data_dir)
@@ -254,7 +270,10 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool | None 
 
 
 def normalize(images: np.ndarray, dtype=np.float32) -> np.ndarray:
-    """uint8 (N, 28, 28) -> (N, 1, 28, 28) in ``dtype``: ``(pixel / 255 - 0.1307) / 0.3081``."""
+    """uint8 (N, 28, 28) -> (N, 1, 28, 28) in ``dtype``: ``(pixel / 255 - 0.1307) / 0.3081``.
+
+    Chapter: docs/01-overview.md.
+    """
     scalar = np.dtype(dtype).type
     x = images.astype(dtype)[:, None] / scalar(255)
     x -= scalar(MNIST_MEAN)
@@ -264,7 +283,7 @@ def normalize(images: np.ndarray, dtype=np.float32) -> np.ndarray:
 
 @dataclass
 class Split:
-    """Normalized arrays for training, validation and test."""
+    """Normalized arrays for training, validation and test. (docs/01-overview.md)"""
 
     train_x: np.ndarray
     train_y: np.ndarray
@@ -277,7 +296,10 @@ class Split:
 def split_mnist(mnist: MNIST, val_split: float = 0.1, seed: int = 0, train_limit: int | None = None,
                 dtype=np.float32) -> Split:
     """Take the first ``train_limit`` training images (all if None), hold out a seeded ``val_split``
-    fraction of them for validation, and normalize everything."""
+    fraction of them for validation, and normalize everything.
+
+    Chapter: docs/01-overview.md.
+    """
     if not 0.0 <= val_split < 1.0:
         raise ValueError(f"val_split must be in [0, 1), got {val_split}")
     images, labels = mnist.train_images, mnist.train_labels
@@ -295,6 +317,8 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.nda
     """The index batches of one epoch: a permutation seeded by ``(seed, epoch)``, cut into batches.
 
     A last batch of a single image is dropped: batch-norm cannot normalize one value per channel.
+
+    Chapter: docs/01-overview.md.
     """
     order = np.random.default_rng([seed, epoch]).permutation(n)
     batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]

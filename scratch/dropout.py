@@ -20,19 +20,25 @@ from .module import Layer, check_input
 
 
 def dropout_forward(x: np.ndarray, keep_mask: np.ndarray, p: float):
-    """``y = x * keep_mask / (1 - p)``. Returns ``(y, cache)``; the cache is the scaled mask."""
+    """``y = x * keep_mask / (1 - p)``. Returns ``(y, cache)``; the cache is the scaled mask.
+
+    Chapter: docs/06-dropout.md.
+    """
     scale = 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
     scaled_mask = np.multiply(keep_mask, x.dtype.type(scale), dtype=x.dtype)   # 0 or 1/(1-p), one pass
     return x * scaled_mask, scaled_mask
 
 
 def dropout_backward(grad_out: np.ndarray, scaled_mask: np.ndarray) -> np.ndarray:
-    """``dL/dx = dL/dy * mask / (1 - p)``."""
+    """``dL/dx = dL/dy * mask / (1 - p)``. (docs/06-dropout.md)"""
     return grad_out * scaled_mask
 
 
 class Dropout(Layer):
-    """``nn.Dropout(p)``: draws its mask from ``rng`` unless one is given to :meth:`forward`."""
+    """``nn.Dropout(p)``: draws its mask from ``rng`` unless one is given to :meth:`forward`.
+
+    Chapter: docs/06-dropout.md.
+    """
 
     def __init__(self, p: float = 0.5, *, rng: np.random.Generator | None = None):
         super().__init__()

@@ -18,16 +18,23 @@ import numpy as np
 
 
 def fan_in(shape: tuple[int, ...]) -> int:
-    """Inputs feeding one output unit: ``shape[1] * prod(shape[2:])`` for (out, in, *kernel)."""
+    """Inputs feeding one output unit: ``shape[1] * prod(shape[2:])`` for (out, in, *kernel).
+
+    Chapter: docs/07-linear-and-relu.md.
+    """
     return int(shape[1] * math.prod(shape[2:]))
 
 
 def uniform(rng: np.random.Generator, shape: tuple[int, ...], bound: float, dtype) -> np.ndarray:
+    """Uniform on ``[-bound, bound)`` in ``dtype`` (docs/07-linear-and-relu.md, initialization)."""
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 
 def default_weight_and_bias(rng: np.random.Generator, weight_shape: tuple[int, ...], dtype):
-    """``(weight, bias)`` drawn as PyTorch's ``reset_parameters`` for conv and linear layers."""
+    """``(weight, bias)`` drawn as PyTorch's ``reset_parameters`` for conv and linear layers.
+
+    Chapter: docs/07-linear-and-relu.md.
+    """
     bound = 1.0 / math.sqrt(fan_in(weight_shape)) if fan_in(weight_shape) > 0 else 0.0
     weight = uniform(rng, weight_shape, bound, dtype)
     bias = uniform(rng, (weight_shape[0],), bound, dtype)

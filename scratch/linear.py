@@ -22,7 +22,7 @@ from .module import Layer, Parameter, check_input, require_float_dtype
 
 
 def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None):
-    """``y = x W^T + b``. Returns ``(y, cache)``."""
+    """``y = x W^T + b``. Returns ``(y, cache)``. (docs/07-linear-and-relu.md)"""
     y = x @ weight.T
     if bias is not None:
         y += bias
@@ -30,7 +30,7 @@ def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None):
 
 
 def linear_backward(grad_out: np.ndarray, cache):
-    """Gradients ``(dx, dW, db)`` from ``grad_out = dL/dy``."""
+    """Gradients ``(dx, dW, db)`` from ``grad_out = dL/dy``. (docs/07-linear-and-relu.md)"""
     x, weight, has_bias = cache
     g2 = grad_out.reshape(-1, weight.shape[0])
     dweight = g2.T @ x.reshape(-1, weight.shape[1])
@@ -39,7 +39,7 @@ def linear_backward(grad_out: np.ndarray, cache):
 
 
 class Linear(Layer):
-    """``nn.Linear(in_features, out_features, bias=True)`` in NumPy."""
+    """``nn.Linear(in_features, out_features, bias=True)`` in NumPy. (docs/07-linear-and-relu.md)"""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  rng: np.random.Generator | None = None, dtype=np.float32):

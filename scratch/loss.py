@@ -23,12 +23,13 @@ from .module import FLOAT_DTYPES, grad_enabled
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """``z - logsumexp(z)`` along the last axis, computed stably."""
+    """``z - logsumexp(z)`` along the last axis, computed stably. (docs/08-softmax-cross-entropy.md)"""
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def check_targets(logits: np.ndarray, targets: np.ndarray) -> None:
+    """ValueError unless logits are float (N, K) and targets N class indices (docs/08-softmax-cross-entropy.md)."""
     if not isinstance(logits, np.ndarray) or logits.ndim != 2 or logits.dtype.kind != "f":
         raise ValueError(f"cross_entropy: expected float logits of shape (N, K), got "
                          f"{getattr(logits, 'shape', type(logits).__name__)}")
@@ -42,7 +43,10 @@ def check_targets(logits: np.ndarray, targets: np.ndarray) -> None:
 
 
 def cross_entropy(logits: np.ndarray, targets: np.ndarray, reduction: str = "mean"):
-    """Loss and its gradient: ``(L, dL/dlogits)``. ``L`` is a Python float of the logits' precision."""
+    """Loss and its gradient: ``(L, dL/dlogits)``. ``L`` is a Python float of the logits' precision.
+
+    Chapter: docs/08-softmax-cross-entropy.md.
+    """
     check_targets(logits, targets)
     if reduction not in ("mean", "sum"):
         raise ValueError(f"cross_entropy: reduction must be 'mean' or 'sum', got {reduction!r}")
@@ -141,7 +145,7 @@ class _Loss:
 
 
 class MSELoss(_Loss):
-    """``nn.MSELoss``: ``l = (x - t)^2``; ``dl/dx = 2 (x - t)``."""
+    """``nn.MSELoss``: ``l = (x - t)^2``; ``dl/dx = 2 (x - t)``. (docs/13-losses.md)"""
 
     def forward(self, input: np.ndarray, target: np.ndarray):
         self._check_same_shape(input, target)
@@ -151,7 +155,10 @@ class MSELoss(_Loss):
 
 class L1Loss(_Loss):
     """``nn.L1Loss`` (the guide's MAE): ``l = |x - t|``; ``dl/dx = sign(x - t)``, 0 at exactly ``x = t``
-    (PyTorch's choice: ``sign(0) = 0``, a valid subgradient)."""
+    (PyTorch's choice: ``sign(0) = 0``, a valid subgradient).
+
+    Chapter: docs/13-losses.md.
+    """
 
     def forward(self, input: np.ndarray, target: np.ndarray):
         self._check_same_shape(input, target)
@@ -283,6 +290,8 @@ class MultiMarginLoss(_Loss):
 
     The division by the number of classes C is PyTorch's (the guide's hinge has none). At exactly
     ``z = 0`` the gradient is 0, as in PyTorch (its kernel tests ``z > 0``).
+
+    Chapter: docs/13-losses.md.
     """
 
     def __init__(self, p: int = 1, margin: float = 1.0, weight: np.ndarray | None = None, reduction: str = "mean"):

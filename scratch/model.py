@@ -40,14 +40,20 @@ POOLS: dict[str, Callable[..., Layer]] = {"max": MaxPool2d, "avg": AvgPool2d}
 
 
 def check_choice(option: str, value: str, choices) -> str:
-    """``value`` if it is one of ``choices``, else a ``ValueError`` naming the option and the choices."""
+    """``value`` if it is one of ``choices``, else a ``ValueError`` naming the option and the choices.
+
+    Chapter: docs/01-overview.md.
+    """
     if value not in choices:
         raise ValueError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
 class Sequential:
-    """Named layers run in order. Parameters and state are keyed ``<layer name>.<parameter name>``."""
+    """Named layers run in order. Parameters and state are keyed ``<layer name>.<parameter name>``.
+
+    Chapter: docs/01-overview.md.
+    """
 
     def __init__(self, layers: dict[str, Layer]):
         self.layers = dict(layers)
@@ -118,6 +124,8 @@ class SimpleCNN(Sequential):
 
     Initialization draws from one NumPy generator and dropout from a second one, both derived from
     ``seed``, so resuming a run only needs the dropout generator's state.
+
+    Chapter: docs/01-overview.md.
     """
 
     input_shape = (1, 28, 28)

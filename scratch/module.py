@@ -25,13 +25,19 @@ _grad_enabled = True
 
 
 def grad_enabled() -> bool:
-    """Whether forward passes keep the caches a backward pass needs (see :func:`no_grad`)."""
+    """Whether forward passes keep the caches a backward pass needs (see :func:`no_grad`).
+
+    Chapter: docs/02-layer-anatomy.md.
+    """
     return _grad_enabled
 
 
 @contextlib.contextmanager
 def no_grad():
-    """Like ``torch.no_grad()``: forward passes inside keep no backward caches (evaluation, inference)."""
+    """Like ``torch.no_grad()``: forward passes inside keep no backward caches (evaluation, inference).
+
+    Chapter: docs/02-layer-anatomy.md.
+    """
     global _grad_enabled
     previous, _grad_enabled = _grad_enabled, False
     try:
@@ -41,7 +47,10 @@ def no_grad():
 
 
 class Parameter:
-    """A learnable array and the gradient of the loss with respect to it (``None`` before backward)."""
+    """A learnable array and the gradient of the loss with respect to it (``None`` before backward).
+
+    Chapter: docs/02-layer-anatomy.md.
+    """
 
     def __init__(self, data: np.ndarray):
         self.data = data
@@ -52,7 +61,10 @@ class Parameter:
 
 
 class Layer:
-    """Base class: parameter/buffer bookkeeping and the training switch. Subclasses add the math."""
+    """Base class: parameter/buffer bookkeeping and the training switch. Subclasses add the math.
+
+    Chapter: docs/02-layer-anatomy.md.
+    """
 
     #: Names of the array attributes that are state but not parameters (saved in the state dict).
     buffer_names: tuple[str, ...] = ()
@@ -129,6 +141,8 @@ def check_input(layer: Layer, x: np.ndarray, ndim: int, layout: str, dtype: np.d
 
     ``layout`` names the expected axes (``"(N, C, H, W)"``) for the message. ``dtype`` is the layer's
     parameter dtype: inputs must match it, as in PyTorch, so that float32 and float64 never mix silently.
+
+    Chapter: docs/02-layer-anatomy.md.
     """
     if not isinstance(x, np.ndarray):
         raise ValueError(f"{layer.name}: expected a NumPy array {layout}, got {type(x).__name__}")
@@ -150,6 +164,8 @@ def check_image_input(layer: Layer, x: np.ndarray, dtype: np.dtype | None = None
 
     Returns ``(x4, unbatched)``: the input as (N, C, H, W) (a view with N = 1 when unbatched) and whether
     the caller must drop that axis again from its output and from the gradient it returns.
+
+    Chapter: docs/02-layer-anatomy.md.
     """
     if isinstance(x, np.ndarray) and x.ndim == 3:
         check_input(layer, x, 3, "(C, H, W)", dtype, channels, channel_axis=0)
@@ -159,7 +175,10 @@ def check_image_input(layer: Layer, x: np.ndarray, dtype: np.dtype | None = None
 
 
 def as_pair(value: int | tuple[int, int], what: str) -> tuple[int, int]:
-    """``3 -> (3, 3)``; ``(3, 5) -> (3, 5)``; anything else is an error naming ``what``."""
+    """``3 -> (3, 3)``; ``(3, 5) -> (3, 5)``; anything else is an error naming ``what``.
+
+    Chapter: docs/02-layer-anatomy.md.
+    """
     pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
         raise ValueError(f"{what} must be an int or a pair of ints, got {value!r}")
@@ -167,6 +186,7 @@ def as_pair(value: int | tuple[int, int], what: str) -> tuple[int, int]:
 
 
 def require_float_dtype(dtype) -> np.dtype:
+    """``dtype`` as a NumPy dtype, if it is float32 or float64 (else ValueError) (docs/02-layer-anatomy.md)."""
     dtype = np.dtype(dtype)
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
@@ -175,12 +195,18 @@ def require_float_dtype(dtype) -> np.dtype:
 
 class StateDictError(ValueError):
     """A state dict that does not fit its model or optimizer: every missing, unexpected or mis-shaped
-    key at once."""
+    key at once.
+
+    Chapter: docs/02-layer-anatomy.md.
+    """
 
 
 def check_state_dict(expected_shapes: dict[str, tuple[int, ...]], state: dict, owner: str) -> None:
     """Raise :class:`StateDictError` listing every missing, unexpected and mis-shaped key of ``state``
-    (``owner`` names the model or optimizer it was meant for)."""
+    (``owner`` names the model or optimizer it was meant for).
+
+    Chapter: docs/02-layer-anatomy.md.
+    """
     problems = [f"missing key {k!r}" for k in expected_shapes if k not in state]
     problems += [f"unexpected key {k!r}" for k in state if k not in expected_shapes]
     problems += [f"{k!r}: expected shape {shape}, got {np.shape(state[k])}"

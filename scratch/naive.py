@@ -19,6 +19,8 @@ def padded_source(position: int, before: int, size: int, mode: str) -> int | Non
     Straight from the definitions: input index ``i = position - before``; inside ``[0, size)`` it is
     itself, outside it ``zeros`` gives 0, ``replicate`` the nearest edge, ``reflect`` the mirror image
     about the edge cell (edge not repeated), ``circular`` wraps around.
+
+    Chapter: docs/12-average-pooling.md.
     """
     i = position - before
     if 0 <= i < size:
@@ -50,7 +52,10 @@ def _padding_map(shape, pads, mode):
 
 
 def pad_naive(x, pads, mode="zeros"):
-    """``x`` padded cell by cell: each padded cell copies the input cell :func:`padded_source` names."""
+    """``x`` padded cell by cell: each padded cell copies the input cell :func:`padded_source` names.
+
+    Chapter: docs/12-average-pooling.md.
+    """
     top, bottom, left, right = pads
     xp = np.zeros((*x.shape[:2], x.shape[2] + top + bottom, x.shape[3] + left + right), dtype=x.dtype)
     for r, c, source in _padding_map(x.shape, pads, mode):
@@ -60,7 +65,10 @@ def pad_naive(x, pads, mode="zeros"):
 
 
 def unpad_gradient_naive(grad_padded, input_shape, pads, mode="zeros"):
-    """The adjoint of :func:`pad_naive`: each padded cell's gradient is added to the cell it copies."""
+    """The adjoint of :func:`pad_naive`: each padded cell's gradient is added to the cell it copies.
+
+    Chapter: docs/12-average-pooling.md.
+    """
     dx = np.zeros(input_shape, dtype=grad_padded.dtype)
     for r, c, source in _padding_map(input_shape, pads, mode):
         if source is not None:
@@ -74,6 +82,8 @@ def conv2d_forward_naive(x, weight, bias, stride=(1, 1), padding=(0, 0), dilatio
 
     ``g = o // (O/G)`` is output channel o's group: it sees only the C/G input channels of its group.
     ``padding`` is (ph, pw) or (top, bottom, left, right); ``xp`` is :func:`pad_naive` of ``x``.
+
+    Chapter: docs/03-convolution.md.
     """
     n = x.shape[0]
     o, c_group, kh, kw = weight.shape
@@ -96,7 +106,10 @@ def conv2d_forward_naive(x, weight, bias, stride=(1, 1), padding=(0, 0), dilatio
 def conv2d_backward_naive(grad_out, x, weight, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
                           padding_mode="zeros"):
     """``(dx, dw, db)``: each output position adds ``g * patch`` to dw and ``g * w`` to its patch of dxp
-    (within each group); then every padded cell's gradient goes back to the input cell it copies."""
+    (within each group); then every padded cell's gradient goes back to the input cell it copies.
+
+    Chapter: docs/03-convolution.md.
+    """
     o, c_group, kh, kw = weight.shape
     (sh, sw), (dh, dw_) = stride, dilation
     pads = _as_pads(padding)
@@ -134,6 +147,8 @@ def maxpool2d_forward_naive(x, kernel, stride, padding=(0, 0), dilation=(1, 1), 
     the *first* in scan order wins, and a window holding NaN outputs NaN with its *last* NaN as winner.
     Padding cells are skipped (they never win); ``winners[n, c, i, j]`` is the winner's (row, column)
     in ``x``.
+
+    Chapter: docs/04-max-pooling.md.
     """
     n, c, h, w = x.shape
     (ph, pw) = padding
@@ -159,7 +174,7 @@ def maxpool2d_forward_naive(x, kernel, stride, padding=(0, 0), dilation=(1, 1), 
 
 
 def maxpool2d_backward_naive(grad_out, x, winners):
-    """Each window's gradient is added to its winner's position."""
+    """Each window's gradient is added to its winner's position. (docs/04-max-pooling.md)"""
     dx = np.zeros_like(x)
     for (a, b, i, j), (r, s) in winners.items():
         dx[a, b, r, s] += grad_out[a, b, i, j]
@@ -183,7 +198,10 @@ def _avgpool_windows(input_hw, kernel, stride, padding, ceil_mode, count_include
 
 def avgpool2d_forward_naive(x, kernel, stride, padding=(0, 0), ceil_mode=False, count_include_pad=True,
                             divisor_override=None):
-    """``y[n, c, i, j] = sum of the window's input pixels / divisor``, one window at a time."""
+    """``y[n, c, i, j] = sum of the window's input pixels / divisor``, one window at a time.
+
+    Chapter: docs/12-average-pooling.md.
+    """
     windows = list(_avgpool_windows(x.shape[2:], kernel, stride, padding, ceil_mode, count_include_pad,
                                     divisor_override))
     ho, wo = windows[-1][0][0] + 1, windows[-1][0][1] + 1
@@ -195,7 +213,7 @@ def avgpool2d_forward_naive(x, kernel, stride, padding=(0, 0), ceil_mode=False, 
 
 def avgpool2d_backward_naive(grad_out, x, kernel, stride, padding=(0, 0), ceil_mode=False, count_include_pad=True,
                              divisor_override=None):
-    """Each window adds ``g / divisor`` to every input pixel it covers."""
+    """Each window adds ``g / divisor`` to every input pixel it covers. (docs/12-average-pooling.md)"""
     dx = np.zeros_like(x, dtype=grad_out.dtype)
     for (i, j), rows, cols, divisor in _avgpool_windows(x.shape[2:], kernel, stride, padding, ceil_mode,
                                                         count_include_pad, divisor_override):

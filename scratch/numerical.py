@@ -18,7 +18,10 @@ import numpy as np
 
 
 def numerical_gradient(f: Callable[[], float], x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """``df/dx`` by central differences, perturbing ``x`` in place and restoring it exactly."""
+    """``df/dx`` by central differences, perturbing ``x`` in place and restoring it exactly.
+
+    Chapter: docs/10-verifying-gradients.md.
+    """
     if x.dtype != np.float64:
         raise ValueError(f"numerical_gradient needs float64 (got {x.dtype}): float32 rounding swamps it")
     grad = np.zeros_like(x)

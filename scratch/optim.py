@@ -44,7 +44,7 @@ def _lerp_(start: np.ndarray, end: np.ndarray, weight: float, scratch: np.ndarra
 
 
 class Optimizer:
-    """What every optimizer here shares: the named parameters and ``zero_grad``."""
+    """What every optimizer here shares: the named parameters and ``zero_grad``. (docs/09-adam.md)"""
 
     params: dict[str, Parameter]
 
@@ -66,7 +66,7 @@ class Optimizer:
 
 
 class Adam(Optimizer):
-    """Adam over a dict of named :class:`Parameter` (``model.parameters()``), updated in place."""
+    """Adam over a dict of named :class:`Parameter` (``model.parameters()``), updated in place. (docs/09-adam.md)"""
 
     decoupled_weight_decay = False
 
@@ -137,7 +137,10 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay: ``theta *= 1 - lr * weight_decay`` before the Adam step."""
+    """Adam with decoupled weight decay: ``theta *= 1 - lr * weight_decay`` before the Adam step.
+
+    Chapter: docs/09-adam.md.
+    """
 
     decoupled_weight_decay = True
 
@@ -177,6 +180,8 @@ class SGD(Optimizer):
 
     With ``momentum = 0`` this is plain gradient descent ``theta -= lr * g``; whether it is batch,
     stochastic or mini-batch gradient descent depends only on how many samples ``g`` was averaged over.
+
+    Chapter: docs/14-optimizers.md.
     """
 
     def __init__(self, params: dict[str, Parameter], lr: float = 1e-3, momentum: float = 0.0,
@@ -233,6 +238,8 @@ class Adagrad(Optimizer):
         clr   = lr / (1 + (t - 1) * lr_decay)
         sum   = sum + g^2                           (starts at initial_accumulator_value)
         theta = theta - clr * g / (sqrt(sum) + eps)
+
+    Chapter: docs/14-optimizers.md.
     """
 
     def __init__(self, params: dict[str, Parameter], lr: float = 0.01, lr_decay: float = 0.0,
@@ -279,6 +286,8 @@ class RMSprop(Optimizer):
         avg   = sqrt(v - m^2) + eps  (centered)  or  sqrt(v) + eps
         b     = momentum * b + g / avg               momentum_buffer (momentum > 0 only)
         theta = theta - lr * b   (momentum > 0)  or  theta - lr * g / avg
+
+    Chapter: docs/14-optimizers.md.
     """
 
     def __init__(self, params: dict[str, Parameter], lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,

@@ -12,7 +12,8 @@ routes each output gradient to its window's winner and sends nothing to the othe
 
     dL/dx[pixel] = sum over the windows whose winner is that pixel of dL/dy[window]
 
-It is a *sum* because windows overlap when ``stride < kernel``: one pixel can win several windows.
+It is a *sum* because windows overlap when ``stride < d (k - 1) + 1`` (the dilated kernel's span): one
+pixel can win several windows.
 
 Ties follow PyTorch's CPU kernel exactly: it scans a window row by row and replaces the running
 maximum only on a strictly greater value (or a NaN), so the *first* maximum in scan order wins and
@@ -20,7 +21,8 @@ gets the whole gradient. (Sending it to every tied maximum is a classic bug: tie
 MNIST's constant background after ReLU.)
 
 Vectorization: one loop over the kh*kw kernel offsets, never over pixels. For offset (u, v) the
-strided slice ``xp[:, :, u::s, v::s]`` holds that offset's candidate for *every* window at once.
+strided slice ``xp[:, :, d_h u::s_h, d_w v::s_w]`` (rows ``d_h u, d_h u + s_h, ...``, cut to Ho rows
+and Wo columns) holds that offset's candidate for *every* window at once.
 
 * Forward copies the kh*kw slices into one contiguous array ``candidates`` of shape
   (kh*kw, N, C, Ho, Wo): ``candidates[k]`` is entry k (scan order, k = u*kw + v) of every window. The
@@ -33,7 +35,8 @@ strided slice ``xp[:, :, u::s, v::s]`` holds that offset's candidate for *every*
   because, for one offset, different windows hit different pixels. Windows that overlap (stride <
   kernel) add their offsets' contributions; windows that do not overlap (the common 2x2, stride 2
   case) simply write. (Multiplying by the mask is 3x faster than ``np.where(mask, g, 0)``; the two
-  differ only for an infinite or NaN upstream gradient, where ``inf * 0`` gives NaN instead of 0.)
+  differ only for an infinite or NaN upstream gradient, where ``inf * 0`` gives NaN instead of 0, so
+  such a gradient, checked once per call, takes the ``np.where`` path: the losers get 0, as in torch.)
 * NaN: a window containing NaN has ``y = NaN`` (``max`` propagates it, as PyTorch does), and since
   PyTorch's scan also replaces the running maximum on *every* NaN, the *last* NaN wins there.
 """
@@ -50,7 +53,10 @@ Pair = tuple[int, int]
 
 def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int,
                      ceil_mode: bool) -> int:
-    """Output length along one axis, PyTorch's ``pooling_output_shape`` (ceil mode included)."""
+    """Output length along one axis, PyTorch's ``pooling_output_shape`` (ceil mode included).
+
+    Chapter: docs/04-max-pooling.md.
+    """
     span = size + 2 * padding - dilation * (kernel - 1) - 1
     out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + padding:
@@ -92,7 +98,10 @@ def _pad_with_minus_inf(x: np.ndarray, out_hw: Pair, kernel: Pair, stride: Pair,
 
 def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
                       dilation: Pair = (1, 1), ceil_mode: bool = False):
-    """``y = maxpool(x)``. Returns ``(y, cache)``; the cache holds every window's entries and ``y``."""
+    """``y = maxpool(x)``. Returns ``(y, cache)``; the cache holds every window's entries and ``y``.
+
+    Chapter: docs/04-max-pooling.md.
+    """
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     ho = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
@@ -159,7 +168,10 @@ def _winners(cache) -> np.ndarray:
 
 def maxpool2d_indices(cache) -> np.ndarray:
     """PyTorch's ``return_indices``: for each window, its winner's flat index ``row * W + col`` within
-    its own (H, W) input plane, as int64. The winner is never a padding cell (see :func:`_winners`)."""
+    its own (H, W) input plane, as int64. The winner is never a padding cell (see :func:`_winners`).
+
+    Chapter: docs/04-max-pooling.md.
+    """
     _, y, _, input_shape, (_, kw), (sh, sw), (ph, pw), (dh, dw) = cache
     k = _winners(cache).argmax(axis=0)                           # (N, C, Ho, Wo): winner's entry
     u, v = np.divmod(k, kw)
@@ -169,15 +181,21 @@ def maxpool2d_indices(cache) -> np.ndarray:
 
 
 def maxpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
-    """``dL/dx``: every window's gradient goes to its winner; overlapping windows add up."""
+    """``dL/dx``: every window's gradient goes to its winner; overlapping windows add up.
+
+    Chapter: docs/04-max-pooling.md.
+    """
     _, _, padded_shape, input_shape, kernel, stride, (ph, pw), dilation = cache
     is_winner = _winners(cache)
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     overlapping = sh < dh * (kh - 1) + 1 or sw < dw * (kw - 1) + 1
     dx_pad = np.zeros(padded_shape, dtype=grad_out.dtype)
+    finite = bool(np.isfinite(grad_out).all())
     for k in range(kh * kw):
         target = _window_entry(dx_pad, k, kernel, stride, dilation, grad_out.shape[2:])
-        if overlapping:
+        if not finite:                             # rare: inf * 0 would be NaN; torch gives the losers 0
+            target += np.where(is_winner[k], grad_out, 0)
+        elif overlapping:
             target += grad_out * is_winner[k]
         else:                                      # each pixel is in one window at most: write
             np.multiply(grad_out, is_winner[k], out=target)
@@ -192,6 +210,8 @@ class MaxPool2d(Layer):
     Inputs are (N, C, H, W) or one unbatched image (C, H, W). With ``return_indices=True`` the forward
     pass returns ``(output, indices)``: each window's winner as a flat index into its (H, W) plane, int64,
     as torch does (what ``nn.MaxUnpool2d`` takes); backward still takes the gradient of the output alone.
+
+    Chapter: docs/04-max-pooling.md.
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
@@ -251,6 +271,8 @@ def avgpool_divisors(size: int, kernel: int, stride: int, padding: int, out: int
     cover padding (positions < 0 or >= size) but, in ceil mode, never more than the padding.
     ``count_include_pad`` divides by ``end - start``; otherwise by the input positions only,
     ``min(end, size) - max(start, 0)``. The 2-D divisor is the product of the row and column counts.
+
+    Chapter: docs/12-average-pooling.md.
     """
     start = np.arange(out) * stride - padding
     end = np.minimum(start + kernel, size + padding)
@@ -267,6 +289,8 @@ def avgpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair =
     Zero padding adds nothing to a window's sum, so the sum is the same with or without it: only the
     divisor depends on ``count_include_pad``. One loop over the kh*kw kernel offsets adds the strided
     slice of every window's entry at once (as in max-pooling).
+
+    Chapter: docs/12-average-pooling.md.
     """
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
@@ -298,6 +322,8 @@ def avgpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
 
     Every entry of a window gets the same share of its gradient; overlapping windows (stride < kernel)
     add their shares. Shares that land on padding are dropped by the final crop.
+
+    Chapter: docs/12-average-pooling.md.
     """
     divisor, padded_shape, input_shape, kernel, stride, (ph, pw) = cache
     share = grad_out / divisor
@@ -310,7 +336,10 @@ def avgpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
 
 class AvgPool2d(Layer):
     """``nn.AvgPool2d(kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-    divisor_override=None)`` in NumPy."""
+    divisor_override=None)`` in NumPy.
+
+    Chapter: docs/12-average-pooling.md.
+    """
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                  count_include_pad: bool = True, divisor_override: int | None = None):

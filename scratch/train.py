@@ -22,13 +22,13 @@ from .module import no_grad
 
 
 class Stepper(Protocol):
-    """Any optimizer of ``scratch.optim``: all the loop needs is ``step()``."""
+    """Any optimizer of ``scratch.optim``: all the loop needs is ``step()``. (docs/01-overview.md)"""
 
     def step(self) -> None: ...
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; training stops rather than continue on garbage."""
+    """The loss became NaN or infinite; training stops rather than continue on garbage. (docs/01-overview.md)"""
 
     def __init__(self, epoch: int, step: int, loss: float):
         super().__init__(f"loss became {loss} at epoch {epoch}, step {step}: training stopped "
@@ -38,7 +38,7 @@ class NonFiniteLossError(FloatingPointError):
 
 def train_step(model: Sequential, optimizer: Stepper, x: np.ndarray, y: np.ndarray,
                dropout_masks: dict[str, np.ndarray] | None = None) -> float:
-    """One forward, backward and optimizer step on a batch. Returns the batch's mean loss."""
+    """One forward, backward and optimizer step on a batch. Returns the batch's mean loss. (docs/01-overview.md)"""
     logits = model.forward(x, dropout_masks)
     loss, dlogits = cross_entropy(logits, y)
     model.backward(dlogits)
@@ -54,6 +54,8 @@ def train_one_epoch(model: Sequential, optimizer: Stepper, images: np.ndarray, l
     Steps are numbered from ``first_step`` (a resumed epoch starts further in).
     ``after_step(step, loss)`` is called after each step (progress bars, interruption checks).
     A NaN or infinite loss raises :class:`NonFiniteLossError` before the optimizer uses it.
+
+    Chapter: docs/01-overview.md.
     """
     model.train()
     total, count = 0.0, 0
@@ -72,7 +74,10 @@ def train_one_epoch(model: Sequential, optimizer: Stepper, images: np.ndarray, l
 
 def evaluate(model: Sequential, images: np.ndarray, labels: np.ndarray,
              batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
-    """Mean cross-entropy, accuracy (in %) and predicted classes, in eval mode with no caches kept."""
+    """Mean cross-entropy, accuracy (in %) and predicted classes, in eval mode with no caches kept.
+
+    Chapter: docs/01-overview.md.
+    """
     was_training = model.training
     model.eval()
     total_loss, predictions = 0.0, []

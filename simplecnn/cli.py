@@ -176,8 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="one training run per combination of optimizers, activations, pools")
     p.add_argument("--impl", choices=IMPLEMENTATIONS, default="numpy", help="numpy (default) or torch")
     _add_training_options(p, "runs/sweep", 2, lists=True)
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="torch only")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="precision of every run (default: float32)")
 
     p = sub.add_parser("gradcheck", help="every scratch component against torch autograd")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
@@ -322,6 +323,7 @@ def _cmd_sweep(args) -> int:
     from .outputs import check_output_dir
     from .sweep import SWEEP_FILES, SweepConfig, parse_choices, sweep
 
+    _check_device(args.impl, args)
     check_output_dir(args.out or "runs/sweep", SWEEP_FILES)
     try:
         lists: dict[str, Any] = {"optimizers": parse_choices("--optimizer", args.optimizer, OPTIMIZERS),

@@ -39,6 +39,7 @@ from scratch.pool import pool_output_size
 from torch_impl.mirror import (
     TOLERANCES,
     CrossEntropyLayer,
+    LossLayer,
     optimizer_trajectories,
     run_layer_pair,
     to_numpy,
@@ -173,6 +174,20 @@ class Implementation:
     cross_entropy: Callable[..., tuple[float, np.ndarray]] = scratch.cross_entropy
     adam: type[scratch.Adam] = scratch.Adam
     adamw: type[scratch.AdamW] = scratch.AdamW
+    sigmoid: type[scratch.Sigmoid] = scratch.Sigmoid
+    tanh: type[scratch.Tanh] = scratch.Tanh
+    leaky_relu: type[scratch.LeakyReLU] = scratch.LeakyReLU
+    softmax: type[scratch.Softmax] = scratch.Softmax
+    log_softmax: type[scratch.LogSoftmax] = scratch.LogSoftmax
+    avgpool2d: type[scratch.AvgPool2d] = scratch.AvgPool2d
+    cross_entropy_loss: type[scratch.CrossEntropyLoss] = scratch.CrossEntropyLoss
+    mse: type[scratch.MSELoss] = scratch.MSELoss
+    l1: type[scratch.L1Loss] = scratch.L1Loss
+    mean_bias_error: type[scratch.MeanBiasError] = scratch.MeanBiasError
+    multi_margin: type[scratch.MultiMarginLoss] = scratch.MultiMarginLoss
+    sgd: type[scratch.SGD] = scratch.SGD
+    adagrad: type[scratch.Adagrad] = scratch.Adagrad
+    rmsprop: type[scratch.RMSprop] = scratch.RMSprop
 
 
 REFERENCE = Implementation()
@@ -244,6 +259,102 @@ def flatten_matches_finite_differences(example) -> None:
     rng = np.random.default_rng(seed)
     upstream = random_upstream(rng, (shape[0], int(np.prod(shape[1:]))), np.float64)
     assert_matches_numerical(scratch.Flatten(), rng.standard_normal(shape), upstream)
+
+
+# --- Sigmoid, Tanh, LeakyReLU, Softmax, LogSoftmax ------------------------------------------------
+
+ELEMENTWISE = ("sigmoid", "tanh", "leaky_relu")
+leaky_slopes = st.sampled_from([0.01, 0.2, -0.5, 0.0])
+
+
+@st.composite
+def elementwise_activations(draw, kinds=ELEMENTWISE, slopes=leaky_slopes):
+    """``(kind, negative_slope)``: Sigmoid, Tanh or LeakyReLU (slope from the guide's 0.01, 0.2, a negative
+    one or 0, as torch allows; None for the others)."""
+    kind = draw(st.sampled_from(kinds))
+    return kind, draw(slopes) if kind == "leaky_relu" else None
+
+
+def elementwise_examples(kinds=ELEMENTWISE, slopes=leaky_slopes):
+    """``((kind, negative_slope), shape, seed)``."""
+    return st.tuples(elementwise_activations(kinds, slopes), shapes, seeds)
+
+
+def make_elementwise(activation, impl: Implementation = REFERENCE) -> Layer:
+    kind, slope = activation
+    return impl.leaky_relu(slope) if kind == "leaky_relu" else getattr(impl, kind)()
+
+
+def extreme_input(rng, shape, dtype, magnitude):
+    """Entries +-``magnitude`` or 0 plus a normal perturbation: exp of any of them overflows."""
+    return (rng.choice([-magnitude, 0.0, magnitude], size=shape) + rng.standard_normal(shape)).astype(dtype)
+
+
+def elementwise_activation_matches_torch(example, dtype, impl: Implementation = REFERENCE) -> None:
+    """y and dL/dx equal torch's, inputs exactly 0 included: LeakyReLU's slope there is negative_slope
+    (torch's kernel tests x > 0); sigmoid'(0) = 1/4, tanh'(0) = 1."""
+    activation, shape, seed = example
+    rng = np.random.default_rng(seed)
+    layer = make_elementwise(activation, impl)
+    assert_parity(layer, torch_twin(layer), input_with_zeros(rng, shape, dtype), random_upstream(rng, shape, dtype))
+
+
+def elementwise_activation_matches_finite_differences(example, impl: Implementation = REFERENCE) -> None:
+    """dL/dx = dL/dy * sigma(1 - sigma), * (1 - tanh^2), * (1 or slope): equal to central differences
+    (away from LeakyReLU's kink at 0)."""
+    activation, shape, seed = example
+    rng = np.random.default_rng(seed)
+    assert_matches_numerical(make_elementwise(activation, impl), away_from_zero(rng, shape),
+                             random_upstream(rng, shape, np.float64))
+
+
+def elementwise_activation_of_1000_is_finite_and_matches_torch(example, dtype,
+                                                              impl: Implementation = REFERENCE) -> None:
+    """sigmoid and tanh of +-1000 (exp(1000) overflows in both precisions): finite values and gradients,
+    no NumPy overflow warning, equal to torch's."""
+    activation, shape, seed = example
+    rng = np.random.default_rng(seed)
+    layer = make_elementwise(activation, impl)
+    with no_float_warnings():
+        assert_parity(layer, torch_twin(layer), extreme_input(rng, shape, dtype, 1000.0),
+                      random_upstream(rng, shape, dtype))
+
+
+@st.composite
+def softmax_problems(draw, kinds=("softmax", "log_softmax")):
+    """``(kind, dim, shape, seed)``: Softmax or LogSoftmax over a ``dim`` of a 1- to 4-D shape (negative
+    dims included)."""
+    shape = draw(shapes)
+    dim = draw(st.integers(-len(shape), len(shape) - 1))
+    return draw(st.sampled_from(kinds)), dim, shape, draw(seeds)
+
+
+def softmax_matches_torch(problem, dtype, impl: Implementation = REFERENCE) -> None:
+    """softmax / log-softmax along any dim, and dL/dx = y (g - sum(g y)) / g - softmax sum(g), equal torch's."""
+    kind, dim, shape, seed = problem
+    rng = np.random.default_rng(seed)
+    layer = getattr(impl, kind)(dim)
+    x = (rng.uniform(0.1, 5) * rng.standard_normal(shape)).astype(dtype)
+    assert_parity(layer, torch_twin(layer), x, random_upstream(rng, shape, dtype))
+
+
+def softmax_matches_finite_differences(problem, impl: Implementation = REFERENCE) -> None:
+    """dL/dx of softmax / log-softmax equals central differences."""
+    kind, dim, shape, seed = problem
+    rng = np.random.default_rng(seed)
+    assert_matches_numerical(getattr(impl, kind)(dim), 3 * rng.standard_normal(shape),
+                             random_upstream(rng, shape, np.float64))
+
+
+def softmax_of_1e4_is_finite_and_matches_torch(problem, dtype, impl: Implementation = REFERENCE) -> None:
+    """Slices holding +-1e4: the max is subtracted before exp, so values and gradients stay finite with no
+    overflow or division by zero warning, and equal torch's."""
+    kind, dim, shape, seed = problem
+    rng = np.random.default_rng(seed)
+    layer = getattr(impl, kind)(dim)
+    with no_float_warnings():
+        assert_parity(layer, torch_twin(layer), extreme_input(rng, shape, dtype, 1e4),
+                      random_upstream(rng, shape, dtype))
 
 
 # --- Dropout ----------------------------------------------------------------------------------------
@@ -467,6 +578,46 @@ def maxpool2d_matches_finite_differences(config_and_seed, impl: Implementation =
                              random_upstream(rng, pool_output_shape(config), np.float64))
 
 
+# --- AvgPool2d --------------------------------------------------------------------------------------
+
+@st.composite
+def avg_pool_configs(draw, count_include_pad=None, divisor_override=None):
+    """An AvgPool2d PyTorch accepts (no dilation): padding counted in the divisor or not, a divisor_override
+    (None most of the time), with the geometry of :func:`pool_configs`. ``count_include_pad``,
+    ``divisor_override``: strategies narrowing those choices (the grader's first checks)."""
+    config, seed = draw(pool_configs(max_dilation=1))
+    count_include_pad = count_include_pad if count_include_pad is not None else st.booleans()
+    divisor_override = divisor_override if divisor_override is not None else st.one_of(
+        st.none(), st.none(), st.integers(1, 7))
+    config = dict(config, count_include_pad=draw(count_include_pad), divisor_override=draw(divisor_override))
+    return config, seed
+
+
+def make_avg_pool(config, impl: Implementation = REFERENCE):
+    return impl.avgpool2d(config["kernel_size"], config["stride"], config["padding"], config["ceil_mode"],
+                          config["count_include_pad"], config["divisor_override"])
+
+
+def avgpool2d_matches_torch(config_and_seed, dtype, impl: Implementation = REFERENCE) -> None:
+    """Output and dL/dx equal nn.AvgPool2d's: the divisor counts padding or not (count_include_pad), a
+    ceil-mode window past the padding divides by what it covers up to the padding's end, divisor_override
+    replaces the divisor, overlapping windows add their shares."""
+    config, seed = config_and_seed
+    rng = np.random.default_rng(seed)
+    layer = make_avg_pool(config, impl)
+    x = rng.standard_normal(pool_input_shape(config)).astype(dtype)   # batched or unbatched
+    assert_parity(layer, torch_twin(layer), x, random_upstream(rng, pool_output_shape(config), dtype))
+
+
+def avgpool2d_matches_finite_differences(config_and_seed, impl: Implementation = REFERENCE) -> None:
+    """Average pooling is linear: its gradient is exact, and central differences agree."""
+    config, seed = config_and_seed
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(pool_input_shape(config))
+    assert_matches_numerical(make_avg_pool(config, impl), x, random_upstream(rng, pool_output_shape(config),
+                                                                             np.float64))
+
+
 # --- BatchNorm2d ------------------------------------------------------------------------------------
 
 @st.composite
@@ -593,22 +744,150 @@ def cross_entropy_matches_finite_differences(problem, impl: Implementation = REF
     assert_matches_numerical(CrossEntropyLayer(targets, reduction, impl.cross_entropy), logits, np.array(upstream))
 
 
-# --- Adam -------------------------------------------------------------------------------------------
+# --- The loss classes -------------------------------------------------------------------------------
+
+LOSS_KINDS = ("cross_entropy", "mse", "l1", "mean_bias_error", "multi_margin")
+reductions = st.sampled_from(["mean", "sum", "none"])
+
 
 @st.composite
-def optimizer_examples(draw, steps=None, weight_decay=None, amsgrad=None):
-    """lr, betas, eps (up to 0.1, so where eps is added matters), weight decay, amsgrad, a number of
-    steps, and a seed for the parameters and gradients (see :func:`gradient_sequence`). ``steps``,
-    ``weight_decay``, ``amsgrad``: strategies narrowing those choices (the grader's first checks)."""
-    steps = steps if steps is not None else st.integers(1, 6)
-    weight_decay = weight_decay if weight_decay is not None else st.sampled_from([0.0, 1e-2, 0.3])
-    amsgrad = amsgrad if amsgrad is not None else st.booleans()
-    hyper = dict(lr=draw(st.floats(1e-4, 0.1)),
-                 betas=(draw(st.sampled_from([0.0, 0.5, 0.9])), draw(st.sampled_from([0.9, 0.99, 0.999]))),
-                 eps=10.0 ** draw(st.integers(-8, -1)),
-                 weight_decay=draw(weight_decay),
-                 amsgrad=draw(amsgrad))
-    return hyper, draw(steps), draw(seeds)
+def loss_configs(draw, kind, kinks=True, **narrow):
+    """One loss problem of ``kind``, as the options and a seed; :func:`build_loss` makes the arrays.
+
+    ``kinks``: element-wise targets equal to the input in places (L1's kink), hinge scores exactly on the
+    margin (z = 0). Without: every point is a differentiable one, for finite differences. ``narrow``:
+    strategies replacing the default choice of an option (``reduction``, ``weighted``, ``p``, ``margin``,
+    ``unbatched``; the grader's first checks).
+    """
+    def pick(key, default):
+        return draw(narrow.get(key, default))
+
+    config = dict(kind=kind, reduction=pick("reduction", reductions), seed=draw(seeds), kinks=kinks)
+    if kind in ("cross_entropy", "multi_margin"):
+        config.update(n=draw(st.integers(1, 5)), classes=draw(st.integers(1, 6)),
+                      weighted=pick("weighted", st.booleans()))
+    if kind == "cross_entropy":
+        classes = config["classes"]
+        probabilities = draw(st.booleans())
+        # extra=None: one unbatched sample, logits (C,)
+        extra = draw(st.one_of(st.none(), st.lists(st.integers(1, 3), max_size=2).map(tuple)))
+        config.update(extra=extra, probabilities=probabilities,
+                      # torch allows a real class as ignore_index (not with probabilities, nor would one class do)
+                      ignore_index=draw(st.sampled_from([-100, 0] if classes > 1 and not probabilities else [-100])),
+                      label_smoothing=draw(st.sampled_from([0.0, 0.0, 0.1, 0.45, 1.0])),
+                      scale=draw(st.floats(0.1, 8.0)))
+    elif kind == "multi_margin":
+        config.update(p=pick("p", st.sampled_from([1, 2])),
+                      margin=pick("margin", st.sampled_from([0.5, 1.0, 2.0, 0.0])),
+                      # None: scores (N, C); () or (1,): one unbatched sample (C,) with a target of that shape
+                      unbatched=pick("unbatched", st.sampled_from([None, None, (), (1,)])))
+    else:
+        config.update(shape=draw(shapes))
+    return config
+
+
+def build_loss(config, dtype, impl: Implementation = REFERENCE):
+    """``(LossLayer, input, upstream)`` for ``config`` in ``dtype``; the upstream gradient is a random scalar,
+    or random per element for ``reduction="none"``."""
+    rng = np.random.default_rng(config["seed"])
+    kind, reduction = config["kind"], config["reduction"]
+    target: np.ndarray
+    loss_fn: Any
+    if kind in ("cross_entropy", "multi_margin"):
+        n, classes = config["n"], config["classes"]
+        weight = rng.uniform(0.2, 3.0, classes).astype(dtype) if config["weighted"] else None
+    if kind == "cross_entropy":
+        unbatched = config["extra"] is None
+        value_shape = () if unbatched else (n, *config["extra"])
+        x = config["scale"] * rng.standard_normal((classes,) if unbatched else (n, classes, *config["extra"]))
+        if config["probabilities"]:
+            target = np.moveaxis(rng.dirichlet(np.ones(classes), size=value_shape), -1, 0 if unbatched else 1)
+            target = target.astype(dtype)
+        else:
+            target = rng.integers(0, classes, size=value_shape)
+            target[rng.random(target.shape) < 0.2] = config["ignore_index"]
+            # "mean" over no sample at all is 0/0 (NaN, tested on its own): keep one sample.
+            if (target == config["ignore_index"]).all():
+                target[np.unravel_index(0, target.shape)] = 1 if config["ignore_index"] == 0 else 0
+        loss_fn = impl.cross_entropy_loss(weight, config["ignore_index"], reduction, config["label_smoothing"])
+    elif kind == "multi_margin":
+        unbatched = config["unbatched"]
+        value_shape = (n,) if unbatched is None else unbatched
+        scores_shape = (n, classes) if unbatched is None else (classes,)
+        target = rng.integers(0, classes, size=value_shape)
+        if config["kinks"]:   # half-integers: many scores exactly margin below the target's (z = 0)
+            x = rng.integers(-4, 5, size=scores_shape) / 2
+        else:
+            x = rng.standard_normal(scores_shape)
+        loss_fn = impl.multi_margin(config["p"], config["margin"], weight, reduction)
+    else:
+        shape = config["shape"]
+        x = rng.standard_normal(shape)
+        if config["kinks"]:   # a quarter of the targets equal the input exactly: L1's kink
+            target = np.where(rng.random(shape) < 0.25, x, rng.standard_normal(shape))
+        else:
+            target = x + away_from_zero(rng, shape)
+        target = target.astype(dtype)
+        loss_fn = getattr(impl, kind)(reduction)
+        value_shape = shape
+    upstream = random_upstream(rng, value_shape if reduction == "none" else (), dtype)
+    return LossLayer(loss_fn, target), x.astype(dtype), upstream
+
+
+def loss_matches_torch(config, dtype, impl: Implementation = REFERENCE) -> None:
+    """Value and dL/dinput equal torch's (MeanBiasError: autograd of (input - target) reduced), every
+    reduction, batched and unbatched (C,) inputs, kinks included: L1's gradient at input == target is
+    sign(0) = 0, the hinge's at z = 0 is 0; neither the input, the target nor the weight is modified."""
+    layer, x, upstream = build_loss(config, dtype, impl)
+    assert_parity(layer, layer.torch_twin(), x, upstream)
+
+
+def loss_matches_finite_differences(config, impl: Implementation = REFERENCE) -> None:
+    """dL/dinput equals central differences of the loss (away from the kinks)."""
+    assert_matches_numerical(*build_loss(config, np.float64, impl))
+
+
+# --- The optimizers ---------------------------------------------------------------------------------
+
+weight_decays = st.sampled_from([0.0, 1e-2, 0.3])
+epsilons = st.integers(-8, -1).map(lambda e: 10.0 ** e)   # up to 0.1, so where eps is added matters
+
+
+@st.composite
+def optimizer_hyper(draw, kind="adam", **narrow):
+    """Hyper-parameters of ``kind``, every option exercised: for Adam/AdamW lr, betas, eps, weight decay,
+    amsgrad; SGD momentum (0 or not), dampening (non-zero makes torch's first-step rule buf = g visible),
+    nesterov; Adagrad lr_decay and initial_accumulator_value; RMSprop alpha, momentum, centered.
+    ``narrow``: strategies replacing the default choice of an option (the grader's first checks)."""
+    def pick(key, default):
+        return draw(narrow.get(key, default))
+
+    lr = draw(st.floats(1e-4, 0.1))
+    if kind in ("adam", "adamw"):
+        return dict(lr=lr, betas=(draw(st.sampled_from([0.0, 0.5, 0.9])), draw(st.sampled_from([0.9, 0.99, 0.999]))),
+                    eps=draw(epsilons), weight_decay=pick("weight_decay", weight_decays),
+                    amsgrad=pick("amsgrad", st.booleans()))
+    if kind == "sgd":
+        momentum = pick("momentum", st.sampled_from([0.0, 0.5, 0.9]))
+        nesterov = momentum > 0 and pick("nesterov", st.booleans())
+        dampening = 0.0 if nesterov else pick("dampening", st.sampled_from([0.0, 0.3]))
+        return dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=pick("weight_decay", weight_decays),
+                    nesterov=nesterov)
+    if kind == "adagrad":
+        return dict(lr=lr, lr_decay=pick("lr_decay", st.sampled_from([0.0, 0.1])),
+                    weight_decay=pick("weight_decay", weight_decays),
+                    initial_accumulator_value=pick("initial_accumulator_value", st.sampled_from([0.0, 0.5])),
+                    eps=draw(epsilons))
+    assert kind == "rmsprop", kind
+    return dict(lr=lr, alpha=draw(st.sampled_from([0.5, 0.9, 0.99])), eps=draw(epsilons),
+                weight_decay=pick("weight_decay", weight_decays),
+                momentum=pick("momentum", st.sampled_from([0.0, 0.5, 0.9])), centered=pick("centered", st.booleans()))
+
+
+def optimizer_examples(kind="adam", steps=None, **narrow):
+    """``(hyper-parameters, steps, seed)``: :func:`optimizer_hyper`, a number of steps (1 to 6, or the
+    strategy ``steps``) and a seed for the parameters and gradients (see :func:`gradient_sequence`)."""
+    return st.tuples(optimizer_hyper(kind, **narrow), steps if steps is not None else st.integers(1, 6), seeds)
 
 
 def gradient_sequence(steps: int, seed: int, dtype):
@@ -623,18 +902,18 @@ def gradient_sequence(steps: int, seed: int, dtype):
 
 
 def optimizer_trajectory_matches_torch(example, dtype, impl: Implementation = REFERENCE, kind: str = "adam") -> None:
-    """After every one of K steps the parameters, exp_avg, exp_avg_sq (and max_exp_avg_sq with amsgrad)
-    equal torch's: t incremented before use, bias corrections, eps after the square root, L2 decay in the
-    gradient for Adam and decoupled decay for AdamW. The gradients handed in are not modified."""
+    """After every one of K steps the parameters and every state tensor torch keeps (and the step count)
+    equal torch's. Adam: exp_avg, exp_avg_sq, max_exp_avg_sq; t incremented before use, bias corrections,
+    eps after the square root, L2 decay in the gradient (Adam) or decoupled (AdamW). SGD: momentum_buffer,
+    started as the first gradient, dampening, the nesterov look-ahead. Adagrad: sum, lr_decay.
+    RMSprop: square_avg, grad_avg (centered), momentum_buffer. The gradients handed in are not modified."""
     hyper, steps, seed = example
     initial, gradients = gradient_sequence(steps, seed, dtype)
     originals = [{k: v.copy() for k, v in g.items()} for g in gradients]
-    ours_cls = impl.adam if kind == "adam" else impl.adamw
-    for comparisons in optimizer_trajectories(kind, initial, gradients, ours_cls=ours_cls, **hyper):
+    for comparisons in optimizer_trajectories(kind, initial, gradients, ours_cls=getattr(impl, kind), **hyper):
         for comparison in comparisons:
             problem = comparison.problem(TOLERANCES[np.dtype(dtype)])
             assert problem is None, problem
     for given_grads, original in zip(gradients, originals, strict=True):
         for k in original:
             assert np.array_equal(given_grads[k], original[k]), "the optimizer modified a gradient"
-

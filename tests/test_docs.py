@@ -29,7 +29,11 @@ The rules, for every Markdown file in ``docs/`` and the top-level ``README.md`` 
    (a ``.py`` file under ``parity_tests/`` or ``tests/``), so a chapter can list its tests under one
    link to their file, and renaming a test without updating the docs fails here.
 
-5. **Every chapter exists**: the files in :data:`CHAPTERS`, each starting with a level-1 heading, and
+5. **A line anchor points at the definition.** In ``[`name`](file.py#L120)`` line 120 of the file
+   defines the (last part of the) name: ``def name``, ``class name`` or ``name = ...``. After editing the
+   code, ``make anchors`` (``python tests/test_docs.py``) moves every anchor to its definition's line.
+
+6. **Every chapter exists**: the files in :data:`CHAPTERS`, each starting with a level-1 heading, and
    every ``docs/<name>.md`` that a docstring in ``scratch/`` points to.
 
 Everything is text processing and :func:`ast.parse`; the whole module runs in well under a second.
@@ -110,6 +114,53 @@ def relative_links(path: Path):
         yield match["text"], (path.parent / written).resolve(), written
 
 
+ANCHOR = re.compile(r"#L(\d+)$")
+
+
+def definition_line(name: str, source: Path) -> int | None:
+    """The 1-based line that defines ``name``'s last part in ``source`` (the first such line), or None."""
+    last = name.split(".")[-1]
+    pattern = re.compile(rf"^\s*(?:(?:async\s+)?def|class)\s+{re.escape(last)}\b|^{re.escape(last)}\s*[:=]")
+    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
+        if pattern.match(line):
+            return number
+    return None
+
+
+def anchored_links(path: Path):
+    """``(name, target path, line)`` for every ``[`name`](file.py#Ln)`` link in ``path``."""
+    for match in LINK.finditer(FENCE.sub("", path.read_text(encoding="utf-8"))):   # fresh: fix_anchors writes
+        name, anchor = LINK_NAME.match(match["text"].strip()), ANCHOR.search(match["target"])
+        if name and anchor and match["target"].split("#", 1)[0].endswith(".py"):
+            yield name["name"], (path.parent / match["target"].split("#", 1)[0]).resolve(), int(anchor[1])
+
+
+def fix_anchors(path: Path) -> bool:
+    """Give every ``[`name`](file.py)`` link in ``path`` the anchor of ``name``'s definition (added, or
+    moved to the current line). Returns whether the file changed."""
+    text = path.read_text(encoding="utf-8")
+
+    def anchored(match: re.Match) -> str:
+        name, target = LINK_NAME.match(match["text"].strip()), match["target"]
+        file = target.split("#", 1)[0]
+        if not name or not file.endswith(".py") or ("#" in target and not ANCHOR.search(target)):
+            return match[0]
+        source = (path.parent / file).resolve()
+        line = definition_line(name["name"], source) if source.is_file() else None
+        return match[0] if line is None else f"[{match['text']}]({file}#L{line})"
+
+    fenced = [m.span() for m in FENCE.finditer(text)]
+    pieces, start = [], 0
+    for a, b in fenced + [(len(text), len(text))]:
+        pieces.append(LINK.sub(anchored, text[start:a]))
+        pieces.append(text[a:b])
+        start = b
+    new = "".join(pieces)
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def missing(names, source: Path) -> list[str]:
     defined = defined_names(source)
     return [name for name in names if not all(part in defined for part in name.split("."))]
@@ -164,6 +215,27 @@ def test_named_tests_exist_in_the_linked_test_files(doc):
                          f"({sorted(p.name for p in linked)}) defines: {unknown}")
 
 
+@pytest.mark.parametrize("doc", markdown_files(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_line_anchors_point_at_the_definition(doc):
+    wrong = [f"[`{name}`]({target.name}#L{line}): defined at line {definition_line(name, target)}"
+             for name, target, line in anchored_links(doc)
+             if target.is_file() and definition_line(name, target) != line]
+    assert not wrong, f"{doc.relative_to(ROOT)}: stale line anchors (run `make anchors`): {wrong}"
+
+
+def test_fix_anchors_adds_and_moves_anchors(tmp_path):
+    (tmp_path / "mod.py").write_text("X = 1\n\n\nclass A:\n    def b(self): pass\n", encoding="utf-8")
+    doc = tmp_path / "doc.md"
+    doc.write_text("[`A.b`](mod.py#L1) [`X`](mod.py) [`gone`](mod.py) [file](mod.py)\n```\n[`X`](mod.py)\n```\n",
+                   encoding="utf-8")
+    assert [line for _, _, line in anchored_links(doc)] == [1]
+    assert fix_anchors(doc)
+    assert doc.read_text(encoding="utf-8") == (
+        "[`A.b`](mod.py#L5) [`X`](mod.py#L1) [`gone`](mod.py) [file](mod.py)\n```\n[`X`](mod.py)\n```\n")
+    assert [(name, line) for name, _, line in anchored_links(doc)] == [("A.b", 5), ("X", 1)]
+    assert not fix_anchors(doc)
+
+
 def test_the_link_rules_catch_mistakes(tmp_path):
     """The checker itself: a broken link, an undefined linked name and a misnamed test are all seen."""
     (tmp_path / "mod.py").write_text("class A:\n    def b(self): pass\nX = 1\n", encoding="utf-8")
@@ -178,28 +250,111 @@ def test_the_link_rules_catch_mistakes(tmp_path):
     assert missing(BACKTICKED.findall(match["names"]), tmp_path / "mod.py") == ["zz"]
 
 
-def test_docs10_quotes_the_code_numbers() -> None:
-    """docs/10's tolerance table and profile sizes are the ones in mirror.TOLERANCES and parity_tests/conftest.py."""
-    import re
+# ---- Numbers the docs quote from the code ----------------------------------------------------------------
 
+
+def latex_number(x: float) -> str:
+    """``1e-11`` -> ``$10^{-11}$``, ``3e-05`` -> ``$3 \\cdot 10^{-5}$``: how the docs write a tolerance."""
+    mantissa, exponent = f"{x:e}".split("e")
+    digits = mantissa.rstrip("0").rstrip(".")
+    power = f"10^{{{int(exponent)}}}"
+    return f"${power}$" if digits == "1" else f"${digits} \\cdot {power}$"
+
+
+def test_latex_number():
+    assert [latex_number(x) for x in (1e-11, 3e-5, 2.5e-3, 1e4)] == [
+        "$10^{-11}$", "$3 \\cdot 10^{-5}$", "$2.5 \\cdot 10^{-3}$", "$10^{4}$"]
+
+
+def test_tolerance_table_matches_the_code():
+    """docs/10's table of forward/backward tolerances is ``TOLERANCES`` of torch_impl/mirror.py."""
     import numpy as np
-    from hypothesis import settings
 
-    import parity_tests.conftest  # noqa: F401  (registers the profiles)
     from torch_impl.mirror import TOLERANCES
 
-    text = (Path(__file__).resolve().parent.parent / "docs" / "10-verifying-gradients.md").read_text()
+    text = (DOCS / "10-verifying-gradients.md").read_text(encoding="utf-8")
+    for dtype, tol in TOLERANCES.items():
+        row = re.search(rf"^\| {np.dtype(dtype).name} \|[^|\n]*\|(?P<fwd>[^|\n]*)\|(?P<bwd>[^|\n]*)\|$", text, re.M)
+        assert row, f"docs/10 has no tolerance row for {np.dtype(dtype).name}"
+        assert (row["fwd"].strip(), row["bwd"].strip()) == (latex_number(tol.forward), latex_number(tol.backward))
 
-    def tex(v: float) -> str:
-        mant, exp = f"{v:e}".split("e")
-        m = float(mant)
-        return f"$10^{{{int(exp)}}}$" if m == 1 else f"${m:g} \\cdot 10^{{{int(exp)}}}$"
 
-    for dt, name in ((np.float64, "float64"), (np.float32, "float32")):
-        tol = TOLERANCES[np.dtype(dt)]
-        row = re.search(rf"^\| {name} \|.*$", text, re.M)
-        assert row is not None
-        assert row.group(0).rstrip().endswith(f"| {tex(tol.forward)} | {tex(tol.backward)} |"), row.group(0)
-    for prof in ("ci", "thorough"):
-        n = settings.get_profile(prof).max_examples
-        assert f"`{prof}`" in text and re.search(rf"`{prof}`[^\n]*\n?[^\n]*{n} examples per property", text), prof
+def profile_examples() -> dict[str, int]:
+    """``max_examples`` of each hypothesis profile registered in parity_tests/conftest.py (read with ast,
+    so that loading the profiles does not change this session's hypothesis settings)."""
+    tree = ast.parse((ROOT / "parity_tests" / "conftest.py").read_text(encoding="utf-8"))
+    found = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "register_profile":
+            keywords = {k.arg: k.value for k in node.keywords}
+            found[ast.literal_eval(node.args[0])] = ast.literal_eval(keywords["max_examples"])
+    return found
+
+
+def test_profile_sizes_match_the_code():
+    """The example counts docs/10 and parity_tests/conftest.py's docstring quote are the registered ones."""
+    from parity_tests.parity import whole_network_examples
+
+    profiles = profile_examples()
+    assert set(profiles) == {"ci", "thorough"}
+    docs = prose(DOCS / "10-verifying-gradients.md")
+    conftest = (ROOT / "parity_tests" / "conftest.py").read_text(encoding="utf-8")
+    for name, count in profiles.items():
+        network = whole_network_examples(count)
+        assert re.search(rf"`{name}`[^\n]*: {count} examples per property \({network} for the whole", docs), name
+        assert re.search(rf"``{name}``[^\n]*: {count} examples per property \({network} for the whole", conftest), name
+
+
+def test_every_public_scratch_function_and_class_names_its_chapter():
+    """docs/README.md promises it: each public function's and class's docstring names an existing chapter."""
+    problems = []
+    for source in sorted((ROOT / "scratch").glob("*.py")):
+        for node in ast.parse(source.read_text(encoding="utf-8")).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                named = re.findall(r"docs/[\w.-]+\.md", ast.get_docstring(node) or "")
+                if not named or not all((ROOT / p).is_file() for p in named):
+                    problems.append(f"{source.name}:{node.lineno} {node.name}")
+    assert not problems, f"docstrings that name no (existing) chapter: {problems}"
+
+
+if __name__ == "__main__":  # make anchors
+    changed = [path.relative_to(ROOT).as_posix() for path in markdown_files() if fix_anchors(path)]
+    print("anchors updated in: " + (", ".join(changed) if changed else "nothing"))
+
+
+IMAGE = re.compile(r"!\[[^\]\n]*\]\((?P<target>[^)\s]+)\)")
+
+
+@functools.cache
+def load_figures():
+    """docs/figures.py as a module (it is a script, not part of a package)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("docs_figures", DOCS / "figures.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module           # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_images_exist_and_every_chapter_graph_is_drawn_and_shown():
+    """Every embedded image exists; docs/figures.py draws a graph for each chapter that shows one, and
+    each graph it draws is shown by its chapter (``make figures`` regenerates them)."""
+    figures = load_figures()
+    shown = {}
+    for doc in markdown_files():
+        for match in IMAGE.finditer(prose(doc)):
+            target = (doc.parent / match["target"]).resolve()
+            assert target.is_file(), f"{doc.relative_to(ROOT)}: missing image {match['target']}"
+            if target.name.startswith("graph_"):
+                shown[target.stem.removeprefix("graph_")] = doc.name
+    assert set(shown) == set(figures.GRAPHS)
+    assert all(doc.startswith(number + "-") for number, doc in shown.items()), shown
+
+
+def test_a_graph_is_drawn(tmp_path):
+    figures = load_figures()
+    path = figures.draw("04", figures.GRAPHS["04"], tmp_path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000

@@ -252,6 +252,131 @@ MISTAKES = {
              theta -= lr * exp_avg / (1 - beta1 ** step) / np.sqrt(v_hat + eps)
          """, "eps goes after the square root"),
     ],
+    "sigmoid": [
+        ("""
+         def sigmoid_backward(grad_out, cache):
+             return grad_out * cache
+         """, "sigma * (1 - sigma)"),
+    ],
+    "tanh": [
+        ("""
+         def tanh_backward(grad_out, cache):
+             return grad_out * (1 - cache)
+         """, "the square is missing"),
+    ],
+    "leaky_relu": [
+        ("""
+         def leaky_relu_backward(grad_out, cache):
+             x, negative_slope = cache
+             return np.where(x >= 0, grad_out, grad_out * negative_slope)
+         """, "test x > 0, not x >= 0"),
+    ],
+    "softmax": [
+        ("""
+         def softmax_backward(grad_out, cache):
+             y, dim = cache
+             return grad_out * y
+         """, "softmax without its sum term"),
+    ],
+    "log_softmax": [
+        ("""
+         def log_softmax_backward(grad_out, cache):
+             y, dim = cache
+             return grad_out - y * grad_out.sum(axis=dim, keepdims=True)
+         """, "the softmax in dL/dx = g - softmax * sum(g) is exp(y)"),
+    ],
+    "avgpool": [
+        ("""
+         def avgpool2d_backward(grad_out, cache):
+             divisor, padded_shape, input_shape, kernel, stride, (ph, pw) = cache
+             dx_pad = np.zeros(padded_shape, dtype=grad_out.dtype)
+             for k in range(kernel[0] * kernel[1]):
+                 _window_entry(dx_pad, k, kernel, stride, (1, 1), grad_out.shape[2:])[...] += \\
+                     grad_out / (kernel[0] * kernel[1])
+             h, w = input_shape[2:]
+             return dx_pad[:, :, ph:ph + h, pw:pw + w]
+         """, "not kh * kw"),
+    ],
+    "mse": [
+        ("""
+         def mse_backward(grad_output, cache):
+             input, target, reduction = cache
+             grad = (input - target) * grad_output
+             return grad / input.size if reduction == "mean" else grad
+         """, "the factor 2 is missing"),
+        ("""
+         def mse_backward(grad_output, cache):
+             input, target, reduction = cache
+             return 2 * (input - target) * grad_output
+         """, "the 1/N is missing"),
+    ],
+    "l1": [
+        ("""
+         def l1_backward(grad_output, cache):
+             input, target, reduction = cache
+             grad = np.where(input >= target, 1.0, -1.0) * grad_output
+             return grad / input.size if reduction == "mean" else grad
+         """, "sign(0) = 0"),
+    ],
+    "mean_bias_error": [
+        ("""
+         def mean_bias_error_backward(grad_output, cache):
+             input, target, reduction = cache
+             return np.ones_like(input) * grad_output
+         """, "the 1/N is missing"),
+    ],
+    "multi_margin": [
+        ("""
+         def multi_margin_backward(grad_output, cache):
+             z, target, p, weight, reduction = cache
+             n, classes = z.shape
+             rows = np.arange(n)
+             g = np.broadcast_to(grad_output, (n,)) / (n if reduction == "mean" else 1)
+             scale = (np.ones(n) if weight is None else weight[target]) * g
+             active = z > 0
+             active[rows, target] = False
+             dx = (active if p == 1 else 2 * np.where(active, z, 0)) * scale[:, None]
+             dx[rows, target] = -dx.sum(axis=1)
+             return dx
+         """, "divides by the number of classes C"),
+    ],
+    "sgd_momentum": [
+        ("""
+         def sgd_update(theta, grad, momentum_buffer, step, lr, momentum, dampening, weight_decay, nesterov):
+             grad = grad + weight_decay * theta
+             if momentum:
+                 if step == 1:
+                     momentum_buffer[...] = grad
+                 else:
+                     momentum_buffer[...] = momentum * momentum_buffer + (1 - dampening) * grad
+                 grad = momentum_buffer
+             theta -= lr * grad
+         """, "the Nesterov term is missing"),
+    ],
+    "adagrad": [
+        ("""
+         def adagrad_update(theta, grad, state_sum, step, lr, lr_decay, weight_decay, eps):
+             grad = grad + weight_decay * theta
+             state_sum += grad * grad
+             theta -= lr / (1 + (step - 1) * lr_decay) * grad / np.sqrt(state_sum + eps)
+         """, "sqrt(sum) + eps, not sqrt(sum + eps)"),
+    ],
+    "rmsprop": [
+        ("""
+         def rmsprop_update(theta, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
+                            momentum, centered):
+             grad = grad + weight_decay * theta
+             square_avg[...] = alpha * square_avg + (1 - alpha) * grad * grad
+             if centered:
+                 grad_avg += (1 - alpha) * (grad - grad_avg)
+             avg = np.sqrt(square_avg) + eps
+             if momentum > 0:
+                 momentum_buffer[...] = momentum * momentum_buffer + grad / avg
+                 theta -= lr * momentum_buffer
+             else:
+                 theta -= lr * grad / avg
+         """, "the centered term is missing"),
+    ],
 }
 
 
@@ -370,3 +495,24 @@ def test_every_known_mistake_is_caught_and_named(tmp_path, name, index):
             assert result.hint == mistake.hint, (check.title, result.outcome, result.hint)
             return
     pytest.fail(f"no check of {name} catches the mistake {mistake.hint!r}")
+
+
+def _github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = heading.lstrip("#").strip().lower()
+    return "".join(c for c in text if c.isalnum() or c in " -_").replace(" ", "-")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_docs_an_exercise_points_at_exist(name):
+    """The chapter ``start`` names and the section a slow solution is pointed at are in docs/."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    exercise = BY_NAME[name]
+    assert (root / exercise.chapter).is_file()
+    path, _, anchor = exercise.vectorization.partition("#")
+    assert path == exercise.chapter
+    if anchor:
+        headings = [line for line in (root / path).read_text().splitlines() if line.startswith("#")]
+        assert anchor in {_github_anchor(h) for h in headings}, headings

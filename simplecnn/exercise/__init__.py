@@ -8,4 +8,5 @@ function and writes the report, ``solutions`` holds the reference versions and t
 
 #: The exercises, in the order ``list`` shows them (importing this module stays cheap: no torch).
 NAMES = ("linear", "relu", "cross_entropy", "dropout", "maxpool", "conv2d_bias", "conv2d_weight", "conv2d_input",
-         "batchnorm_eval", "batchnorm_train", "adam")
+         "batchnorm_eval", "batchnorm_train", "adam", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax",
+         "avgpool", "mse", "l1", "mean_bias_error", "multi_margin", "sgd_momentum", "adagrad", "rmsprop")

@@ -59,6 +59,17 @@ _LABELS: dict[Callable[..., None], tuple[str, ...]] = {
     prop.batchnorm2d_matches_finite_differences: ("(config, seed)", "training"),
     prop.batchnorm2d_training_steps_then_eval_match_torch: ("(config, seed)", "training steps"),
     prop.optimizer_trajectory_matches_torch: ("hyper-parameters", "steps", "seed"),
+    prop.elementwise_activation_matches_finite_differences: ("(activation, negative_slope)", "shape", "seed"),
+    prop.elementwise_activation_matches_torch: ("(activation, negative_slope)", "shape", "seed"),
+    prop.elementwise_activation_of_1000_is_finite_and_matches_torch: ("(activation, negative_slope)", "shape",
+                                                                      "seed"),
+    prop.softmax_matches_finite_differences: ("activation", "dim", "shape", "seed"),
+    prop.softmax_matches_torch: ("activation", "dim", "shape", "seed"),
+    prop.softmax_of_1e4_is_finite_and_matches_torch: ("activation", "dim", "shape", "seed"),
+    prop.avgpool2d_matches_finite_differences: _SEEDED_CONFIG,
+    prop.avgpool2d_matches_torch: _SEEDED_CONFIG,
+    prop.loss_matches_finite_differences: (),     # a dict of the options and the seed
+    prop.loss_matches_torch: (),
 }
 
 
@@ -274,6 +285,126 @@ def _adam(fn, module) -> prop.Implementation:
     return prop.Implementation(adam=LearnerAdam)
 
 
+# --- the guide's other components (docs/11-14) --------------------------------------------------------
+
+def _backward_only(field: str, base: type):
+    """``base`` (a scratch layer) whose backward is the learner's function on scratch's own cache (the
+    exercise file's given forward pass is scratch's)."""
+
+    def build(fn, module) -> prop.Implementation:
+        learner = type(f"Learner{base.__name__}", (base,),
+                       {"backward": lambda self, grad_out: fn(grad_out, self._take_cache())})
+        return prop.Implementation(**{field: learner})
+
+    return build
+
+
+def _avgpool(fn, module) -> prop.Implementation:
+    class LearnerAvgPool2d(scratch.AvgPool2d):
+        def backward(self, grad_out):
+            cache, unbatched = self._take_cache()   # the layer's cache: the function's, and the unbatched flag
+            dx = fn(grad_out[None] if unbatched else grad_out, cache)
+            return dx[0] if unbatched else dx
+
+    return prop.Implementation(avgpool2d=LearnerAvgPool2d)
+
+
+def _leaky_relu(fn, module) -> prop.Implementation:
+    class LearnerLeakyReLU(scratch.LeakyReLU):
+        def forward(self, x):
+            y, cache = module.leaky_relu_forward(x, self.negative_slope)
+            self._keep(cache)
+            return y
+
+        def backward(self, grad_out):
+            return fn(grad_out, self._take_cache())
+
+    return prop.Implementation(leaky_relu=LearnerLeakyReLU)
+
+
+def _elementwise_loss(kind: str):
+    """MSELoss, L1Loss or MeanBiasError whose forward is the exercise file's and backward the learner's."""
+
+    def build(fn, module) -> prop.Implementation:
+        forward = getattr(module, f"{kind}_forward")
+        base: type[Any] = getattr(prop.REFERENCE, kind)
+
+        class LearnerLoss(base):
+            def forward(self, input, target):
+                self._check_same_shape(input, target)
+                value, self._learner_cache = forward(input, target, self.reduction)
+                return value
+
+            def backward(self, grad_output=1.0):
+                return fn(np.asarray(grad_output, dtype=self._learner_cache[0].dtype), self._learner_cache)
+
+        return prop.Implementation(**{kind: LearnerLoss})
+
+    return build
+
+
+def _multi_margin(fn, module) -> prop.Implementation:
+    class LearnerMultiMarginLoss(scratch.MultiMarginLoss):
+        """One unbatched sample (C,) is handed to the learner's functions as a batch of one."""
+
+        def forward(self, input, target):
+            self._check_input(input)
+            self._unbatched = input.ndim == 1
+            if self._unbatched:
+                self._target_shape, input, target = target.shape, input[None], target.reshape(1)
+            value, self._learner_cache = module.multi_margin_forward(input, target, self.p, self.margin,
+                                                                     self.weight, self.reduction)
+            if self._unbatched and self.reduction == "none":
+                value = value.reshape(self._target_shape)
+            return value
+
+        def backward(self, grad_output=1.0):
+            g = np.asarray(grad_output, dtype=self._learner_cache[0].dtype)
+            if self._unbatched and self.reduction == "none":
+                g = g.reshape(1)
+            dx = fn(g, self._learner_cache)
+            return dx[0] if self._unbatched else dx
+
+    return prop.Implementation(multi_margin=LearnerMultiMarginLoss)
+
+
+def _sgd(fn, module) -> prop.Implementation:
+    class LearnerSGD(scratch.SGD):
+        def step(self):
+            self.step_count += 1
+            for name, param in self.params.items():
+                if param.grad is not None:
+                    fn(param.data, param.grad, self.momentum_buffer.get(name), self.step_count, self.lr,
+                       self.momentum, self.dampening, self.weight_decay, self.nesterov)
+
+    return prop.Implementation(sgd=LearnerSGD)
+
+
+def _adagrad(fn, module) -> prop.Implementation:
+    class LearnerAdagrad(scratch.Adagrad):
+        def step(self):
+            self.step_count += 1
+            for name, param in self.params.items():
+                if param.grad is not None:
+                    fn(param.data, param.grad, self.sum[name], self.step_count, self.lr, self.lr_decay,
+                       self.weight_decay, self.eps)
+
+    return prop.Implementation(adagrad=LearnerAdagrad)
+
+
+def _rmsprop(fn, module) -> prop.Implementation:
+    class LearnerRMSprop(scratch.RMSprop):
+        def step(self):
+            self.step_count += 1
+            for name, param in self.params.items():
+                if param.grad is not None:
+                    fn(param.data, param.grad, self.square_avg[name], self.grad_avg.get(name),
+                       self.momentum_buffer.get(name), self.lr, self.alpha, self.eps, self.weight_decay,
+                       self.momentum, self.centered)
+
+    return prop.Implementation(rmsprop=LearnerRMSprop)
+
+
 # --- known mistakes -----------------------------------------------------------------------------------
 
 def _linear_transposed_weight(grad_out, cache):
@@ -443,6 +574,168 @@ def _adam_variant(bias_correction=True, eps_inside=False, decay="l2", in_place=T
     return update
 
 
+def _sigmoid_derivative_is_y(grad_out, y):
+    return grad_out * y
+
+
+def _sigmoid_no_upstream(grad_out, y):
+    return y * (1 - y)
+
+
+def _tanh_without_square(grad_out, y):
+    return grad_out * (1 - y)
+
+
+def _tanh_of_the_output(grad_out, y):
+    return grad_out * (1 - np.tanh(y) ** 2)
+
+
+def _leaky_slope_at_zero(grad_out, cache):
+    x, negative_slope = cache
+    return np.where(x >= 0, grad_out, grad_out * grad_out.dtype.type(negative_slope))
+
+
+def _leaky_is_relu(grad_out, cache):
+    x, _ = cache
+    return grad_out * (x > 0)
+
+
+def _softmax_without_sum(grad_out, cache):
+    y, _ = cache
+    return grad_out * y
+
+
+def _softmax_elementwise(grad_out, cache):
+    y, _ = cache
+    return grad_out * y * (1 - y)
+
+
+def _softmax_last_axis(grad_out, cache):
+    y, _ = cache
+    return scratch.softmax_backward(grad_out, (y, -1))
+
+
+def _log_softmax_without_sum(grad_out, cache):
+    y, _ = cache
+    return grad_out - np.exp(y) * grad_out
+
+
+def _log_softmax_without_exp(grad_out, cache):
+    y, dim = cache
+    return grad_out - y * grad_out.sum(axis=dim, keepdims=True)
+
+
+def _avgpool_variant(divide_by_kernel=False, add=True):
+    def backward(grad_out, cache):
+        divisor, padded_shape, input_shape, kernel, stride, (ph, pw) = cache
+        share = grad_out / (kernel[0] * kernel[1]) if divide_by_kernel else grad_out / divisor
+        dx_pad = np.zeros(padded_shape, dtype=grad_out.dtype)
+        from scratch.pool import _window_entry
+
+        for k in range(kernel[0] * kernel[1]):
+            entry = _window_entry(dx_pad, k, kernel, stride, (1, 1), grad_out.shape[2:])
+            if add:
+                entry += share
+            else:
+                entry[...] = share
+        h, w = input_shape[2:]
+        return dx_pad[:, :, ph:ph + h, pw:pw + w]
+
+    return backward
+
+
+def _loss_without_mean(reference):
+    def backward(grad_output, cache):
+        input, target, reduction = cache
+        return reference(grad_output, (input, target, "sum"))
+
+    return backward
+
+
+def _mse_without_2(grad_output, cache):
+    return solutions.mse_backward(grad_output, cache) / 2
+
+
+def _l1_sign_of_zero(grad_output, cache):
+    input, target, reduction = cache
+    grad = np.where(input - target >= 0, 1.0, -1.0).astype(input.dtype) * grad_output
+    return grad / input.size if reduction == "mean" else grad
+
+
+def _mbe_is_l1(grad_output, cache):
+    return solutions.l1_backward(grad_output, cache)
+
+
+def _hinge_without_1_over_c(grad_output, cache):
+    z, target, p, weight, reduction = cache
+    return solutions.multi_margin_backward(grad_output, cache) * z.dtype.type(z.shape[1])
+
+
+def _hinge_at_zero(grad_output, cache):
+    z, target, p, weight, reduction = cache
+    return solutions.multi_margin_backward(grad_output, (np.where(z == 0, 1e-300, z), target, p, weight, reduction))
+
+
+def _hinge_without_target_column(grad_output, cache):
+    z, target, *_ = cache
+    dx = solutions.multi_margin_backward(grad_output, cache)
+    dx[np.arange(len(target)), target] = 0
+    return dx
+
+
+def _hinge_p_ignored(grad_output, cache):
+    z, target, p, weight, reduction = cache
+    return solutions.multi_margin_backward(grad_output, (z, target, 1, weight, reduction))
+
+
+def _sgd_variant(nesterov_term=True, first_step_is_grad=True, decay=True):
+    def update(theta, grad, momentum_buffer, step, lr, momentum, dampening, weight_decay, nesterov):
+        if weight_decay and decay:
+            grad = grad + weight_decay * theta
+        if momentum:
+            if step == 1 and first_step_is_grad:
+                momentum_buffer[...] = grad
+            else:
+                momentum_buffer[...] = momentum * momentum_buffer + (1 - dampening) * grad
+            grad = grad + momentum * momentum_buffer if nesterov and nesterov_term else momentum_buffer
+        theta -= lr * grad
+
+    return update
+
+
+def _adagrad_variant(eps_inside=False, lr_decay_step="t-1", decay=True):
+    def update(theta, grad, state_sum, step, lr, lr_decay, weight_decay, eps):
+        if weight_decay and decay:
+            grad = grad + weight_decay * theta
+        t = {"t-1": step - 1, "t": step, "none": 0}[lr_decay_step]
+        clr = lr / (1 + t * lr_decay)
+        state_sum += grad * grad
+        theta -= clr * grad / (np.sqrt(state_sum + eps) if eps_inside else np.sqrt(state_sum) + eps)
+
+    return update
+
+
+def _rmsprop_variant(centered_term=True, eps_inside=False, buffer_normalized=True):
+    def update(theta, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay, momentum,
+               centered):
+        if weight_decay:
+            grad = grad + weight_decay * theta
+        square_avg[...] = alpha * square_avg + (1 - alpha) * grad * grad
+        variance = square_avg
+        if centered:
+            grad_avg += (1 - alpha) * (grad - grad_avg)
+            if centered_term:
+                variance = square_avg - grad_avg * grad_avg
+        avg = np.sqrt(variance + eps) if eps_inside else np.sqrt(variance) + eps
+        if momentum > 0:
+            momentum_buffer[...] = momentum * momentum_buffer + (grad / avg if buffer_normalized else grad)
+            theta -= lr * (momentum_buffer if buffer_normalized else momentum_buffer / avg)
+        else:
+            theta -= lr * grad / avg
+
+    return update
+
+
 # --- realistic inputs for timing (SimpleCNN's shapes, batch 64, float32) ------------------------------
 
 def _rng() -> np.random.Generator:
@@ -509,6 +802,54 @@ def _timing_adam():
     return theta, grad, np.zeros(shape, np.float32), np.zeros(shape, np.float32), 1, 1e-3, (0.9, 0.999), 1e-8, 0.0
 
 
+def _timing_activation(forward, **kwargs):
+    def inputs():
+        rng = _rng()
+        _, cache = forward(rng.standard_normal((64, 32, 24, 24)).astype(np.float32), **kwargs)
+        return rng.standard_normal((64, 32, 24, 24)).astype(np.float32), cache
+
+    return inputs
+
+
+def _timing_avgpool():
+    rng = _rng()
+    _, cache = scratch.avgpool2d_forward(rng.standard_normal((64, 32, 24, 24)).astype(np.float32), (2, 2), (2, 2))
+    return rng.standard_normal((64, 32, 12, 12)).astype(np.float32), cache
+
+
+def _timing_loss(forward, reduction="mean"):
+    def inputs():
+        rng = _rng()
+        x, t = (rng.standard_normal((64, 10)).astype(np.float32) for _ in range(2))
+        _, cache = forward(x, t, reduction)
+        return np.array(1.0, np.float32), cache
+
+    return inputs
+
+
+def _timing_multi_margin():
+    rng = _rng()
+    _, cache = solutions.multi_margin_forward(rng.standard_normal((64, 10)).astype(np.float32),
+                                              rng.integers(0, 10, 64))
+    return np.array(1.0, np.float32), cache
+
+
+def _timing_optimizer(kind: str):
+    def inputs():
+        rng = _rng()
+        shape = (512, 1024)
+        theta, grad = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+        state = np.zeros(shape, np.float32)
+        if kind == "sgd":
+            return theta, grad, state, 1, 1e-3, 0.9, 0.0, 0.0, True
+        if kind == "adagrad":
+            return theta, grad, state, 1, 1e-2, 0.0, 0.0, 1e-10
+        return (theta, grad, state, np.zeros(shape, np.float32), np.zeros(shape, np.float32), 1e-2, 0.99, 1e-8,
+                0.0, 0.9, True)
+
+    return inputs
+
+
 # --- the exercises ------------------------------------------------------------------------------------
 
 _NP = "import numpy as np\n"
@@ -535,6 +876,33 @@ In training mu and var are the batch's (biased) statistics; in evaluation the ru
 _BN_IMPORTS = _NP + "\nfrom scratch.batchnorm import _channel, channel_sums  # used by the forward pass\n"
 _POOL_IMPORTS = _NP + "\nfrom scratch.pool import pool_output_size  # used by the forward pass\n" \
     "from scratch.pool import _inside_input, _keep_first, _window_entry, _winners  # helpers you may use\n"
+
+
+def _optimizer(title: str, kind: str, stage: str = TORCH, steps=None, **narrow) -> Check:
+    """A trajectory check of the ``kind`` optimizer on hyper-parameters narrowed by ``narrow``."""
+    return Check(stage, title, prop.optimizer_examples(kind, steps, **narrow),
+                 lambda ex, impl: prop.optimizer_trajectory_matches_torch(ex, np.float64, impl=impl, kind=kind),
+                 _LABELS[prop.optimizer_trajectory_matches_torch])
+
+
+def _loss_exercise(kind: str, title: str, what: str, formula: str, forward, backward, location: str,
+                   checks: tuple[Check, ...], mistakes: tuple[Mistake, ...]) -> Exercise:
+    """An element-wise loss (MSE, L1, mean bias error): the forward pass given, its backward to write."""
+    function = f"{kind}_backward"
+    return Exercise(
+        name=kind, title=title, chapter="docs/13-losses.md", function=function, signature="grad_output, cache",
+        task=f"""
+Forward (given below; {what}): input x and target t of the same shape (any shape, N = x.size elements):
+    {formula} per element,   L = mean of l (1/N sum), sum of l, or l itself (reduction "none")
+    cache = (input, target, reduction)
+
+Write {function}(grad_output, cache) -> dL/dx (x's shape and dtype). grad_output, the gradient
+of what the loss returned, is a scalar (0-d array) for "mean" and "sum", an array of x's shape for "none".
+""",
+        given=(solutions.reduce_losses, forward), imports=_NP, reference=backward,
+        reference_location=f"{location}; simplecnn/exercise/solutions.py `{function}`",
+        build=_elementwise_loss(kind), checks=checks, mistakes=mistakes, timing_inputs=_timing_loss(forward),
+        vectorization="docs/13-losses.md")
 
 
 def _exercise_list() -> tuple[Exercise, ...]:
@@ -853,6 +1221,345 @@ the square root.
                       Mistake(_adam_variant(decay="decoupled"), "that is AdamW's decoupled decay; Adam's "
                                                                 "weight_decay is L2, added to the gradient")),
             timing_inputs=_timing_adam, vectorization="docs/09-adam.md"),
+        Exercise(
+            name="sigmoid", title="the backward pass of the sigmoid", chapter="docs/11-activations.md",
+            function="sigmoid_backward", signature="grad_out, cache",
+            task="""
+Forward (given below, scratch.activations.sigmoid_forward): y = 1 / (1 + exp(-x)), any shape, computed
+without overflow; cache = y (the OUTPUT).
+
+Write sigmoid_backward(grad_out, cache) -> dx, with grad_out = g = dL/dy (x's shape).
+
+Hints: differentiate sigma(x) and write the result with sigma itself (the chapter's 'Sigmoid'); then
+nothing needs recomputing, and inputs of +-1000 cannot overflow.
+""",
+            given=(scratch.sigmoid_forward,), imports=_NP, reference=scratch.sigmoid_backward,
+            reference_location="scratch/activations.py `sigmoid_backward`",
+            build=_backward_only("sigmoid", scratch.Sigmoid),
+            checks=(_fd("dx matches central differences", prop.elementwise_examples(("sigmoid",)),
+                        prop.elementwise_activation_matches_finite_differences),
+                    _torch("output and dx match nn.Sigmoid (x = 0 included)", prop.elementwise_examples(("sigmoid",)),
+                           prop.elementwise_activation_matches_torch),
+                    _torch("inputs of +-1000: finite, and equal to torch's", prop.elementwise_examples(("sigmoid",)),
+                           prop.elementwise_activation_of_1000_is_finite_and_matches_torch, stage=CORNER)),
+            mistakes=(Mistake(_sigmoid_derivative_is_y, "the derivative of sigma is sigma * (1 - sigma), "
+                                                        "not sigma: dL/dx = g * y * (1 - y)"),
+                      Mistake(_sigmoid_no_upstream, "multiply the local derivative y * (1 - y) by grad_out")),
+            timing_inputs=_timing_activation(scratch.sigmoid_forward), vectorization="docs/11-activations.md"),
+        Exercise(
+            name="tanh", title="the backward pass of tanh", chapter="docs/11-activations.md",
+            function="tanh_backward", signature="grad_out, cache",
+            task="""
+Forward (given below, scratch.activations.tanh_forward): y = tanh(x), any shape; cache = y (the OUTPUT).
+
+Write tanh_backward(grad_out, cache) -> dx, with grad_out = g = dL/dy (x's shape).
+
+Hint: write tanh'(x) with tanh(x) itself (the chapter's 'Tanh').
+""",
+            given=(scratch.tanh_forward,), imports=_NP, reference=scratch.tanh_backward,
+            reference_location="scratch/activations.py `tanh_backward`",
+            build=_backward_only("tanh", scratch.Tanh),
+            checks=(_fd("dx matches central differences", prop.elementwise_examples(("tanh",)),
+                        prop.elementwise_activation_matches_finite_differences),
+                    _torch("output and dx match nn.Tanh (x = 0 included)", prop.elementwise_examples(("tanh",)),
+                           prop.elementwise_activation_matches_torch),
+                    _torch("inputs of +-1000: finite, and equal to torch's", prop.elementwise_examples(("tanh",)),
+                           prop.elementwise_activation_of_1000_is_finite_and_matches_torch, stage=CORNER)),
+            mistakes=(Mistake(_tanh_without_square, "tanh'(x) = 1 - tanh(x)^2: the square is missing"),
+                      Mistake(_tanh_of_the_output, "the cache is y = tanh(x) already: 1 - y^2, not "
+                                                   "1 - tanh(y)^2")),
+            timing_inputs=_timing_activation(scratch.tanh_forward), vectorization="docs/11-activations.md"),
+        Exercise(
+            name="leaky_relu", title="the backward pass of Leaky ReLU", chapter="docs/11-activations.md",
+            function="leaky_relu_backward", signature="grad_out, cache",
+            task="""
+Forward (given below): y = x where x > 0, else negative_slope * x, any shape;
+cache = (x, negative_slope). negative_slope may be 0 or negative (torch allows both).
+
+Write leaky_relu_backward(grad_out, cache) -> dx, with grad_out = g = dL/dy (x's shape, its dtype).
+
+Hint: at exactly x = 0 PyTorch takes the slope as negative_slope (its kernel tests x > 0), and the
+checks feed inputs with exact zeros.
+""",
+            given=(solutions.leaky_relu_forward,), imports=_NP, reference=solutions.leaky_relu_backward,
+            reference_location="scratch/activations.py `leaky_relu_backward` (there the cache is the slope); "
+                               "simplecnn/exercise/solutions.py `leaky_relu_backward`",
+            build=_leaky_relu,
+            checks=(_fd("dx matches central differences (away from 0)", prop.elementwise_examples(("leaky_relu",)),
+                        prop.elementwise_activation_matches_finite_differences),
+                    _torch("output and dx match nn.LeakyReLU, exact zeros in the input included",
+                           prop.elementwise_examples(("leaky_relu",)), prop.elementwise_activation_matches_torch)),
+            mistakes=(Mistake(_leaky_slope_at_zero, "at exactly x = 0 PyTorch's slope is negative_slope: "
+                                                    "test x > 0, not x >= 0"),
+                      Mistake(_leaky_is_relu, "that is ReLU's gradient: where x <= 0 Leaky ReLU passes "
+                                              "negative_slope * g, not 0")),
+            timing_inputs=_timing_activation(solutions.leaky_relu_forward, negative_slope=0.01),
+            vectorization="docs/11-activations.md"),
+        Exercise(
+            name="softmax", title="the backward pass of softmax", chapter="docs/11-activations.md",
+            function="softmax_backward", signature="grad_out, cache",
+            task="""
+Forward (given below, scratch.activations.softmax_forward): y = exp(x) / sum(exp(x)) along the axis dim
+(any shape, dim may be negative); cache = (y, dim).
+
+Write softmax_backward(grad_out, cache) -> dx, with grad_out = g = dL/dy (x's shape).
+
+Hints: every y_j depends on every x_i of its slice: dy_j/dx_i = y_j ([i == j] - y_i). Multiply by g
+without building the Jacobian: one sum along dim per slice.
+""",
+            given=(scratch.softmax_forward,), imports=_NP, reference=scratch.softmax_backward,
+            reference_location="scratch/activations.py `softmax_backward`",
+            build=_backward_only("softmax", scratch.Softmax),
+            checks=(_fd("dx matches central differences (any dim)", prop.softmax_problems(("softmax",)),
+                        prop.softmax_matches_finite_differences),
+                    _torch("output and dx match nn.Softmax", prop.softmax_problems(("softmax",)),
+                           prop.softmax_matches_torch),
+                    _torch("slices holding +-1e4: finite, and equal to torch's", prop.softmax_problems(("softmax",)),
+                           prop.softmax_of_1e4_is_finite_and_matches_torch, stage=CORNER)),
+            mistakes=(Mistake(_softmax_without_sum, "softmax without its sum term: every y_j depends on every "
+                                                    "x_i, dL/dx = y * (g - sum(g * y)) along dim"),
+                      Mistake(_softmax_elementwise, "softmax is not element-wise: y (1 - y) is only the Jacobian's "
+                                                    "diagonal; dL/dx = y * (g - sum(g * y)) along dim"),
+                      Mistake(_softmax_last_axis, "sum along dim (cache[1]), not along the last axis")),
+            timing_inputs=_timing_activation(scratch.softmax_forward, dim=1), vectorization="docs/11-activations.md"),
+        Exercise(
+            name="log_softmax", title="the backward pass of log-softmax", chapter="docs/11-activations.md",
+            function="log_softmax_backward", signature="grad_out, cache",
+            task="""
+Forward (given below, scratch.activations.log_softmax_forward): y = x - log(sum(exp(x))) along the axis
+dim (log-sum-exp, stable); cache = (y, dim), y the LOG-probabilities.
+
+Write log_softmax_backward(grad_out, cache) -> dx, with grad_out = g = dL/dy (x's shape).
+
+Hint: dy_j/dx_i = [i == j] - softmax_i, and softmax = exp(y).
+""",
+            given=(scratch.log_softmax_forward,), imports=_NP, reference=scratch.log_softmax_backward,
+            reference_location="scratch/activations.py `log_softmax_backward`",
+            build=_backward_only("log_softmax", scratch.LogSoftmax),
+            checks=(_fd("dx matches central differences (any dim)", prop.softmax_problems(("log_softmax",)),
+                        prop.softmax_matches_finite_differences),
+                    _torch("output and dx match nn.LogSoftmax", prop.softmax_problems(("log_softmax",)),
+                           prop.softmax_matches_torch),
+                    _torch("slices holding +-1e4: finite, and equal to torch's",
+                           prop.softmax_problems(("log_softmax",)), prop.softmax_of_1e4_is_finite_and_matches_torch,
+                           stage=CORNER)),
+            mistakes=(Mistake(_log_softmax_without_sum, "every y_j depends on every x_i: dL/dx = g - softmax * "
+                                                        "sum(g) with the sum along dim, not g - softmax * g"),
+                      Mistake(_log_softmax_without_exp, "y is the LOG-softmax: the softmax in dL/dx = g - softmax * "
+                                                        "sum(g) is exp(y)")),
+            timing_inputs=_timing_activation(scratch.log_softmax_forward, dim=1),
+            vectorization="docs/11-activations.md"),
+        Exercise(
+            name="avgpool", title="the backward pass of average pooling", chapter="docs/12-average-pooling.md",
+            function="avgpool2d_backward", signature="grad_out, cache",
+            task="""
+Forward (given below, scratch.pool.avgpool2d_forward): x (N, C, H, W), kernel (kh, kw), stride, padding
+(pairs, zeros), ceil_mode, count_include_pad, divisor_override; window (i, j) holds
+xp[n, c, s_h i + u, s_w j + v] (k = u * kw + v); y (N, C, Ho, Wo) = sum(window) / divisor[i, j].
+    cache = (divisor, padded_shape, input_shape, kernel, stride, padding)     divisor: (Ho, Wo)
+
+Write avgpool2d_backward(grad_out, cache) -> dx (input_shape).
+
+Hints: each window hands every entry the same share g / divisor of its gradient; windows overlap when
+stride < kernel (their shares add up); shares that land on padding are dropped. The divisor is not
+always kh * kw: count_include_pad=False, ceil mode and divisor_override change it.
+_window_entry(dx_pad, k, kernel, stride, (1, 1), (Ho, Wo)) is a view of entry k of every window.
+""",
+            given=(scratch.avgpool2d_forward,), imports=_NP + "\nfrom scratch.pool import avgpool_divisors, "
+                                                        "pool_output_size  # used by the forward pass\n"
+                                                        "from scratch.pool import _window_entry  # you may use it\n",
+            reference=scratch.avgpool2d_backward,
+            reference_location="scratch/pool.py `avgpool2d_backward` (loops: scratch/naive.py "
+                               "`avgpool2d_backward_naive`)",
+            build=_avgpool,
+            checks=(_fd("dx matches central differences (padding counted in the divisor)",
+                        prop.avg_pool_configs(count_include_pad=st.just(True), divisor_override=st.none()),
+                        prop.avgpool2d_matches_finite_differences),
+                    _torch("output and dx match nn.AvgPool2d (padding, overlap, ceil mode, divisor_override)",
+                           prop.avg_pool_configs(), prop.avgpool2d_matches_torch),
+                    _torch("padding not counted (count_include_pad=False), like torch",
+                           prop.avg_pool_configs(count_include_pad=st.just(False), divisor_override=st.none()),
+                           prop.avgpool2d_matches_torch, stage=CORNER)),
+            mistakes=(Mistake(_avgpool_variant(divide_by_kernel=True),
+                              "divide by each window's own divisor (cache[0]), not kh * kw: with "
+                              "count_include_pad=False, ceil mode or divisor_override they differ"),
+                      Mistake(_avgpool_variant(add=False), "overlapping windows (stride < kernel) must ADD their "
+                                                           "shares into a shared pixel, not overwrite each other")),
+            timing_inputs=_timing_avgpool,
+            vectorization="docs/12-average-pooling.md#vectorization"),
+        _loss_exercise("mse", "the gradient of the mean squared error", "torch's nn.MSELoss",
+                       "l = (x - t)^2", solutions.mse_forward, solutions.mse_backward,
+                       "scratch/loss.py `MSELoss`",
+                       checks=(_fd("dL/dx matches central differences", prop.loss_configs("mse", kinks=False),
+                                   prop.loss_matches_finite_differences),
+                               _torch("value and dL/dx match nn.MSELoss (every reduction)", prop.loss_configs("mse"),
+                                      prop.loss_matches_torch)),
+                       mistakes=(Mistake(_mse_without_2, "d/dx (x - t)^2 = 2 (x - t): the factor 2 is missing"),
+                                 Mistake(_loss_without_mean(solutions.mse_backward),
+                                         "the 1/N is missing: reduction='mean' averages over the N elements, and "
+                                         "so does its gradient"))),
+        _loss_exercise("l1", "the gradient of the mean absolute error (L1)", "torch's nn.L1Loss",
+                       "l = |x - t|", solutions.l1_forward, solutions.l1_backward, "scratch/loss.py `L1Loss`",
+                       checks=(_fd("dL/dx matches central differences (x != t)", prop.loss_configs("l1", kinks=False),
+                                   prop.loss_matches_finite_differences),
+                               _torch("value and dL/dx match nn.L1Loss (every reduction)",
+                                      prop.loss_configs("l1", kinks=False), prop.loss_matches_torch),
+                               _torch("x == t exactly: the gradient is sign(0) = 0, like torch",
+                                      prop.loss_configs("l1"), prop.loss_matches_torch, stage=CORNER)),
+                       mistakes=(Mistake(_l1_sign_of_zero, "at x == t PyTorch's gradient is sign(0) = 0 (a "
+                                                           "subgradient): use np.sign, not x - t >= 0"),
+                                 Mistake(_loss_without_mean(solutions.l1_backward),
+                                         "the 1/N is missing: reduction='mean' averages over the N elements, and "
+                                         "so does its gradient"))),
+        _loss_exercise("mean_bias_error", "the gradient of the mean bias error", "the guide's; torch has none",
+                       "l = x - t (signed)", solutions.mean_bias_error_forward, solutions.mean_bias_error_backward,
+                       "scratch/loss.py `MeanBiasError`",
+                       checks=(_fd("dL/dx matches central differences",
+                                   prop.loss_configs("mean_bias_error", kinks=False),
+                                   prop.loss_matches_finite_differences),
+                               _torch("value and dL/dx match autograd of (x - t) reduced (every reduction)",
+                                      prop.loss_configs("mean_bias_error"), prop.loss_matches_torch)),
+                       mistakes=(Mistake(_mbe_is_l1, "the error is signed, not absolute: dl/dx = 1 everywhere, "
+                                                     "not sign(x - t)"),
+                                 Mistake(_loss_without_mean(solutions.mean_bias_error_backward),
+                                         "the 1/N is missing: reduction='mean' averages over the N elements, and "
+                                         "so does its gradient"))),
+        Exercise(
+            name="multi_margin", title="the gradient of the multi-class hinge loss", chapter="docs/13-losses.md",
+            function="multi_margin_backward", signature="grad_output, cache",
+            task="""
+Forward (given below, torch's nn.MultiMarginLoss): scores x (N, C), target classes t (N,) (an unbatched
+sample (C,) arrives as a batch of one), p 1 or 2, margin, class weight w (C,) or None (w = 1):
+    z[n, j] = margin - x[n, t_n] + x[n, j]
+    l[n] = w[t_n] / C * sum_{j != t_n} max(0, z[n, j])^p        (PyTorch divides by C)
+    L = mean or sum of l over n, or l itself ("none")
+    cache = (z, target, p, weight, reduction)     z (N, C), z[n, t_n] = margin (not in the sum)
+
+Write multi_margin_backward(grad_output, cache) -> dL/dx, shape (N, C), z's dtype; grad_output is a
+scalar (0-d array) for "mean" and "sum", an (N,) array for "none".
+
+Hints: x[n, t_n] appears in every term of l[n] with a minus sign; at exactly z = 0 PyTorch takes
+the hinge's gradient as 0 (it tests z > 0), and the checks use scores on the margin.
+""",
+            given=(solutions.reduce_losses, solutions.multi_margin_forward), imports=_NP,
+            reference=solutions.multi_margin_backward,
+            reference_location="scratch/loss.py `MultiMarginLoss`; simplecnn/exercise/solutions.py "
+                               "`multi_margin_backward`",
+            build=_multi_margin,
+            checks=(_fd("dL/dx matches central differences (p = 1, no weight)",
+                        prop.loss_configs("multi_margin", kinks=False, p=st.just(1), weighted=st.just(False),
+                                          unbatched=st.none()),
+                        prop.loss_matches_finite_differences),
+                    _torch("value and dL/dx match nn.MultiMarginLoss (p, margin, weight, every reduction)",
+                           prop.loss_configs("multi_margin", kinks=False), prop.loss_matches_torch),
+                    _torch("scores exactly on the margin (z = 0): gradient 0 there, like torch",
+                           prop.loss_configs("multi_margin"), prop.loss_matches_torch, stage=CORNER)),
+            mistakes=(Mistake(_hinge_without_1_over_c, "PyTorch's hinge divides by the number of classes C: "
+                                                       "l[n] = w[t_n] / C * sum ... (docs/13-losses.md)"),
+                      Mistake(_hinge_without_target_column, "x[n, t_n] is in every term with a minus sign: "
+                                                            "dL/dx[n, t_n] = -(sum of the row's other gradients)"),
+                      Mistake(_hinge_at_zero, "at exactly z = 0 PyTorch's hinge gradient is 0: test z > 0, "
+                                              "not z >= 0"),
+                      Mistake(_hinge_p_ignored, "p = 2 squares the hinge: its gradient is 2 max(0, z), not 1")),
+            timing_inputs=_timing_multi_margin, vectorization="docs/13-losses.md"),
+        Exercise(
+            name="sgd_momentum", title="one SGD step with momentum (and Nesterov)", chapter="docs/14-optimizers.md",
+            function="sgd_update",
+            signature="theta, grad, momentum_buffer, step, lr, momentum, dampening, weight_decay, nesterov",
+            task="""
+Write sgd_update(theta, grad, momentum_buffer, step, lr, momentum, dampening, weight_decay, nesterov):
+one step of torch.optim.SGD for one parameter, updating theta and momentum_buffer (b) IN PLACE
+(theta -= ..., momentum_buffer[...] = ...); returns nothing. momentum_buffer is None when momentum = 0.
+step = t, already incremented (1 at the first step); weight_decay is L2, added to the gradient; with
+nesterov the update looks ahead along the buffer. Do not modify grad.
+
+Hints: torch starts the buffer as the gradient itself at the first step (no dampening then); the
+chapter's 'Momentum' and 'Nesterov momentum' give the order of the updates.
+""",
+            given=(), imports=_NP, reference=solutions.sgd_update,
+            reference_location="scratch/optim.py `SGD.step`; simplecnn/exercise/solutions.py `sgd_update`",
+            build=_sgd,
+            checks=(_optimizer("one step of plain SGD matches torch.optim.SGD", "sgd", steps=st.just(1),
+                               momentum=st.just(0.0), weight_decay=st.just(0.0)),
+                    _optimizer("several steps with momentum match torch.optim.SGD", "sgd",
+                               momentum=st.sampled_from([0.5, 0.9]), nesterov=st.just(False),
+                               dampening=st.just(0.0), weight_decay=st.just(0.0)),
+                    _optimizer("Nesterov momentum matches torch.optim.SGD", "sgd", stage=CORNER,
+                               momentum=st.sampled_from([0.5, 0.9]), nesterov=st.just(True),
+                               weight_decay=st.just(0.0)),
+                    _optimizer("dampening (not on the first step) matches torch.optim.SGD", "sgd", stage=CORNER,
+                               momentum=st.sampled_from([0.5, 0.9]), nesterov=st.just(False),
+                               dampening=st.just(0.3), weight_decay=st.just(0.0)),
+                    _optimizer("weight decay (L2 in the gradient) matches torch.optim.SGD", "sgd", stage=CORNER)),
+            mistakes=(Mistake(_sgd_variant(nesterov_term=False), "the Nesterov term is missing: with nesterov the "
+                                                                 "step uses g + momentum * b, not b"),
+                      Mistake(_sgd_variant(first_step_is_grad=False), "at the first step torch sets the buffer to "
+                                                                      "the gradient itself, without dampening"),
+                      Mistake(_sgd_variant(decay=False), "weight_decay is missing: SGD adds weight_decay * theta "
+                                                         "to the gradient")),
+            timing_inputs=_timing_optimizer("sgd"), vectorization="docs/14-optimizers.md"),
+        Exercise(
+            name="adagrad", title="one Adagrad step", chapter="docs/14-optimizers.md",
+            function="adagrad_update", signature="theta, grad, state_sum, step, lr, lr_decay, weight_decay, eps",
+            task="""
+Write adagrad_update(theta, grad, state_sum, step, lr, lr_decay, weight_decay, eps): one step of
+torch.optim.Adagrad for one parameter, updating theta and state_sum (the running sum of squared
+gradients, started at initial_accumulator_value) IN PLACE; returns nothing. step = t, already
+incremented (1 at the first step); weight_decay is L2, added to the gradient. Do not modify grad.
+
+Hints: the learning rate decays as lr / (1 + (t - 1) * lr_decay); eps is added after the square root.
+""",
+            given=(), imports=_NP, reference=solutions.adagrad_update,
+            reference_location="scratch/optim.py `Adagrad.step`; simplecnn/exercise/solutions.py `adagrad_update`",
+            build=_adagrad,
+            checks=(_optimizer("one step matches torch.optim.Adagrad", "adagrad", steps=st.just(1),
+                               lr_decay=st.just(0.0), weight_decay=st.just(0.0)),
+                    _optimizer("several steps with lr_decay match torch.optim.Adagrad", "adagrad",
+                               weight_decay=st.just(0.0), initial_accumulator_value=st.just(0.0)),
+                    _optimizer("initial_accumulator_value and weight decay match torch.optim.Adagrad", "adagrad",
+                               stage=CORNER)),
+            mistakes=(Mistake(_adagrad_variant(eps_inside=True), "eps goes after the square root: "
+                                                                  "sqrt(sum) + eps, not sqrt(sum + eps)"),
+                      Mistake(_adagrad_variant(lr_decay_step="t"), "the decay counts from the first step: "
+                                                                  "lr / (1 + (t - 1) * lr_decay)"),
+                      Mistake(_adagrad_variant(lr_decay_step="none"), "lr_decay is missing: the learning rate is "
+                                                                     "lr / (1 + (t - 1) * lr_decay)"),
+                      Mistake(_adagrad_variant(decay=False), "weight_decay is missing: Adagrad adds "
+                                                             "weight_decay * theta to the gradient")),
+            timing_inputs=_timing_optimizer("adagrad"), vectorization="docs/14-optimizers.md"),
+        Exercise(
+            name="rmsprop", title="one RMSprop step", chapter="docs/14-optimizers.md",
+            function="rmsprop_update",
+            signature="theta, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay, momentum, "
+                      "centered",
+            task="""
+Write rmsprop_update(theta, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
+momentum, centered): one step of torch.optim.RMSprop for one parameter, updating theta and the state
+arrays IN PLACE; returns nothing. square_avg (v) starts at 0; grad_avg (m, the running mean of the
+gradient) is None unless centered; momentum_buffer (b) is None unless momentum > 0. weight_decay is L2,
+added to the gradient. Do not modify grad.
+
+Hints: centered RMSprop divides by the running standard deviation, sqrt(v - m^2), not sqrt(v); eps is
+added after the square root; with momentum, the buffer accumulates the normalized step g / avg.
+""",
+            given=(), imports=_NP, reference=solutions.rmsprop_update,
+            reference_location="scratch/optim.py `RMSprop.step`; simplecnn/exercise/solutions.py `rmsprop_update`",
+            build=_rmsprop,
+            checks=(_optimizer("several steps match torch.optim.RMSprop", "rmsprop", momentum=st.just(0.0),
+                               centered=st.just(False), weight_decay=st.just(0.0)),
+                    _optimizer("momentum matches torch.optim.RMSprop", "rmsprop", centered=st.just(False),
+                               weight_decay=st.just(0.0)),
+                    _optimizer("centered RMSprop matches torch.optim.RMSprop", "rmsprop", stage=CORNER,
+                               centered=st.just(True), weight_decay=st.just(0.0)),
+                    _optimizer("weight decay (L2 in the gradient) matches torch.optim.RMSprop", "rmsprop",
+                               stage=CORNER)),
+            mistakes=(Mistake(_rmsprop_variant(centered_term=False), "the centered term is missing: centered "
+                                                                     "RMSprop divides by sqrt(v - m^2)"),
+                      Mistake(_rmsprop_variant(eps_inside=True), "eps goes after the square root: "
+                                                                 "sqrt(v) + eps, not sqrt(v + eps)"),
+                      Mistake(_rmsprop_variant(buffer_normalized=False), "the momentum buffer accumulates the "
+                                                                         "normalized step g / avg, not g")),
+            timing_inputs=_timing_optimizer("rmsprop"), vectorization="docs/14-optimizers.md"),
     )
 
 

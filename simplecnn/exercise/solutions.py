@@ -142,3 +142,140 @@ def adam_update(theta, grad, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_d
     m_hat = exp_avg / (1 - beta1 ** step)                        # bias corrections
     v_hat = exp_avg_sq / (1 - beta2 ** step)
     theta -= lr * m_hat / (np.sqrt(v_hat) + eps)                 # eps after the square root
+
+
+# --- Leaky ReLU ---------------------------------------------------------------------------------------
+
+
+def leaky_relu_forward(x, negative_slope=0.01):
+    """``y = x`` where ``x > 0``, else ``negative_slope * x``. The cache is ``(x, negative_slope)``."""
+    return np.where(x > 0, x, x * x.dtype.type(negative_slope)), (x, negative_slope)
+
+
+def leaky_relu_backward(grad_out, cache):
+    """``dL/dx = dL/dy * (1 if x > 0 else negative_slope)``; at exactly ``x = 0`` the slope is
+    ``negative_slope`` (PyTorch tests ``x > 0``)."""
+    x, negative_slope = cache
+    return np.where(x > 0, grad_out, grad_out * grad_out.dtype.type(negative_slope))
+
+
+# --- The losses (docs/13-losses.md) -------------------------------------------------------------------
+
+
+def reduce_losses(losses, reduction):
+    """The per-element losses reduced: their mean, their sum, or themselves (``"none"``)."""
+    if reduction == "none":
+        return losses
+    return losses.sum() if reduction == "sum" else losses.mean()
+
+
+def mse_forward(input, target, reduction="mean"):
+    """``l = (x - t)^2`` per element, reduced. The cache is ``(input, target, reduction)``."""
+    diff = input - target
+    return reduce_losses(diff * diff, reduction), (input, target, reduction)
+
+
+def mse_backward(grad_output, cache):
+    """``dL/dx = g * 2 (x - t)``, divided by N (the number of elements) for ``"mean"``."""
+    input, target, reduction = cache
+    grad = 2 * (input - target) * grad_output
+    return grad / input.size if reduction == "mean" else grad
+
+
+def l1_forward(input, target, reduction="mean"):
+    """``l = |x - t|`` per element, reduced. The cache is ``(input, target, reduction)``."""
+    return reduce_losses(np.abs(input - target), reduction), (input, target, reduction)
+
+
+def l1_backward(grad_output, cache):
+    """``dL/dx = g * sign(x - t)`` (0 where ``x == t``, PyTorch's subgradient), / N for ``"mean"``."""
+    input, target, reduction = cache
+    grad = np.sign(input - target) * grad_output
+    return grad / input.size if reduction == "mean" else grad
+
+
+def mean_bias_error_forward(input, target, reduction="mean"):
+    """``l = x - t`` per element (signed), reduced. The cache is ``(input, target, reduction)``."""
+    return reduce_losses(input - target, reduction), (input, target, reduction)
+
+
+def mean_bias_error_backward(grad_output, cache):
+    """``dL/dx = g`` everywhere (``dl/dx = 1``), / N for ``"mean"``."""
+    input, target, reduction = cache
+    grad = np.ones_like(input) * grad_output
+    return grad / input.size if reduction == "mean" else grad
+
+
+def multi_margin_forward(x, target, p=1, margin=1.0, weight=None, reduction="mean"):
+    """``z[n, j] = margin - x[n, t_n] + x[n, j]``, ``l[n] = w[t_n] / C * sum_{j != t_n} max(0, z[n, j])^p``
+    (``w = 1`` without weight), reduced over n. The cache is ``(z, target, p, weight, reduction)``."""
+    n, classes = x.shape
+    rows = np.arange(n)
+    z = x.dtype.type(margin) - x[rows, target][:, None] + x
+    hinge = np.maximum(z, 0)
+    hinge[rows, target] = 0                       # j == t_n is not in the sum
+    scale = (np.ones(n, x.dtype) if weight is None else weight[target].astype(x.dtype)) / x.dtype.type(classes)
+    losses = (hinge if p == 1 else hinge * hinge).sum(axis=1) * scale
+    return reduce_losses(losses, reduction), (z, target, p, weight, reduction)
+
+
+def multi_margin_backward(grad_output, cache):
+    """``dL/dx[n, j] = g[n] w[t_n] / C * p max(0, z)^(p-1) [z > 0]`` for ``j != t_n`` (0 at exactly
+    ``z = 0``, as in PyTorch), ``dL/dx[n, t_n] = -sum_{j != t_n} dL/dx[n, j]``; ``g / N`` for ``"mean"``."""
+    z, target, p, weight, reduction = cache
+    n, classes = z.shape
+    rows = np.arange(n)
+    g = np.broadcast_to(grad_output, (n,)).astype(z.dtype)
+    if reduction == "mean":
+        g = g / z.dtype.type(n)
+    scale = (np.ones(n, z.dtype) if weight is None else weight[target].astype(z.dtype)) / z.dtype.type(classes)
+    active = z > 0
+    active[rows, target] = False
+    dx = (active if p == 1 else 2 * np.where(active, z, 0)) * (g * scale)[:, None]
+    dx = dx.astype(z.dtype)
+    dx[rows, target] = -dx.sum(axis=1)
+    return dx
+
+
+# --- SGD, Adagrad, RMSprop (docs/14-optimizers.md) ----------------------------------------------------
+
+
+def sgd_update(theta, grad, momentum_buffer, step, lr, momentum, dampening, weight_decay, nesterov):
+    """One ``torch.optim.SGD`` step for one parameter, in place (``theta``, ``momentum_buffer``)."""
+    if weight_decay:
+        grad = grad + weight_decay * theta
+    if momentum:
+        if step == 1:
+            momentum_buffer[...] = grad                       # the buffer starts as the gradient
+        else:
+            momentum_buffer[...] = momentum * momentum_buffer + (1 - dampening) * grad
+        grad = grad + momentum * momentum_buffer if nesterov else momentum_buffer
+    theta -= lr * grad
+
+
+def adagrad_update(theta, grad, state_sum, step, lr, lr_decay, weight_decay, eps):
+    """One ``torch.optim.Adagrad`` step for one parameter, in place (``theta``, ``state_sum``)."""
+    if weight_decay:
+        grad = grad + weight_decay * theta
+    clr = lr / (1 + (step - 1) * lr_decay)
+    state_sum += grad * grad
+    theta -= clr * grad / (np.sqrt(state_sum) + eps)          # eps after the square root
+
+
+def rmsprop_update(theta, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay, momentum,
+                   centered):
+    """One ``torch.optim.RMSprop`` step for one parameter, in place (``theta`` and the state arrays;
+    ``grad_avg`` is None unless ``centered``, ``momentum_buffer`` None unless ``momentum > 0``)."""
+    if weight_decay:
+        grad = grad + weight_decay * theta
+    square_avg[...] = alpha * square_avg + (1 - alpha) * grad * grad
+    if centered:
+        grad_avg += (1 - alpha) * (grad - grad_avg)
+        avg = np.sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        avg = np.sqrt(square_avg) + eps
+    if momentum > 0:
+        momentum_buffer[...] = momentum * momentum_buffer + grad / avg
+        theta -= lr * momentum_buffer
+    else:
+        theta -= lr * grad / avg
