@@ -67,7 +67,10 @@ def channel_sums(a: np.ndarray) -> np.ndarray:
 def channel_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-channel sum of ``a * b`` over (n, h, w), as float64, without making ``a * b``: each row's
     dot product is taken by ``np.einsum`` in the input dtype, then the N partial sums are added in
-    float64, as in :func:`channel_sums`."""
+    float64, as in :func:`channel_sums`.
+
+    Chapter: docs/05-batch-normalization.md.
+    """
     n, c = a.shape[:2]
     row_dots = np.einsum("ncp,ncp->nc", a.reshape(n, c, -1), b.reshape(n, c, -1))
     return row_dots.sum(axis=0, dtype=np.float64)
@@ -122,6 +125,8 @@ def batchnorm2d_inference(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndar
 
     PyTorch's CPU kernel folds evaluation mode the same way. The result equals
     :func:`batchnorm2d_forward`'s up to float rounding.
+
+    Chapter: docs/05-batch-normalization.md.
     """
     inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
     scale = inv_std if gamma is None else gamma * inv_std

@@ -125,6 +125,8 @@ def maxpool2d_inference(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair
     The same maximum as :func:`maxpool2d_forward` without the ``candidates`` array that only the
     winners need: a running ``np.maximum`` over the kh*kw strided slices, written into ``y``. Max is
     exact, so the result is bit-identical (NaN propagates through ``np.maximum`` as through ``max``).
+
+    Chapter: docs/04-max-pooling.md.
     """
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
