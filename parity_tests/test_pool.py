@@ -52,7 +52,8 @@ def test_maxpool2d_matches_finite_differences(config_and_seed):
 
 @given(pool_configs(), st.sampled_from(["distinct", "tied"]))
 def test_maxpool2d_fast_matches_naive_loops(config_and_seed, values):
-    """The strided-slice version picks the same winners as a plain scan of every window, ties included."""
+    """The strided-slice version picks the same winners as a plain scan of every window, ties included;
+    the cache-free evaluation version (running maximum) gives the same output."""
     config, seed = config_and_seed
     rng = np.random.default_rng(seed)
     x = distinct_input(config, np.float64, rng) if values == "distinct" else tied_input(config, np.float64, rng, 2)
@@ -63,6 +64,7 @@ def test_maxpool2d_fast_matches_naive_loops(config_and_seed, values):
     y, cache = scratch.maxpool2d_forward(x, *geometry)
     y_naive, winners = maxpool2d_forward_naive(x, *geometry)
     np.testing.assert_array_equal(y, y_naive)
+    np.testing.assert_array_equal(scratch.maxpool2d_inference(x, *geometry), y_naive)   # the no_grad path
     rows, cols = np.vectorize(lambda *key: winners[key][0]), np.vectorize(lambda *key: winners[key][1])
     flat = rows(*np.indices(y.shape)) * x.shape[3] + cols(*np.indices(y.shape))
     np.testing.assert_array_equal(scratch.maxpool2d_indices(cache), flat)

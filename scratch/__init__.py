@@ -33,7 +33,7 @@ from .activations import (
                           tanh_backward,
                           tanh_forward,
 )
-from .batchnorm import BatchNorm2d, batchnorm2d_backward, batchnorm2d_forward
+from .batchnorm import BatchNorm2d, batchnorm2d_backward, batchnorm2d_forward, batchnorm2d_inference
 from .conv import Conv2d, conv2d_backward, conv2d_forward
 from .dropout import Dropout, dropout_backward, dropout_forward
 from .guide import (
@@ -65,6 +65,7 @@ from .pool import (
                           maxpool2d_backward,
                           maxpool2d_forward,
                           maxpool2d_indices,
+                          maxpool2d_inference,
 )
 
 __all__ = [
@@ -101,6 +102,7 @@ __all__ = [
                           "avgpool2d_forward",
                           "batchnorm2d_backward",
                           "batchnorm2d_forward",
+                          "batchnorm2d_inference",
                           "conv2d_backward",
                           "conv2d_forward",
                           "cross_entropy",
@@ -118,6 +120,7 @@ __all__ = [
                           "log_softmax_forward",
                           "maxpool2d_backward",
                           "maxpool2d_forward",
+                          "maxpool2d_inference",
                           "maxpool2d_indices",
                           "no_grad",
                           "plot_training_losses",

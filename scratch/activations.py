@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import Layer, check_input
+from .module import Layer, check_input, grad_enabled
 
 
 def relu_forward(x: np.ndarray):
@@ -34,6 +34,8 @@ class ReLU(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input(self, x, x.ndim, "(N, ...)")
+        if not grad_enabled():
+            return np.maximum(x, 0)                    # no backward: skip the mask pass
         y, cache = relu_forward(x)
         self._keep(cache)
         return y

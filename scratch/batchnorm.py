@@ -36,14 +36,17 @@ layer returns keeps the input dtype.
 
 Speed: every pass over an (N, C, H, W) array costs about the same, so the code counts them. The
 arithmetic is written with ``out=`` and in-place operators, so that each line is one pass and no
-temporary array is allocated that an existing buffer can hold.
+temporary array is allocated that an existing buffer can hold. Sums of products (``var``'s squares, ``dgamma``'s
+``g * x_hat``) go through :func:`channel_dots`, an einsum dot product per row that never stores the
+product. In evaluation under ``no_grad``, :func:`batchnorm2d_inference` folds the layer into one
+affine map per channel (two passes).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .module import Layer, Parameter, check_input, require_float_dtype
+from .module import Layer, Parameter, check_input, grad_enabled, require_float_dtype
 
 
 def _channel(v: np.ndarray) -> np.ndarray:
@@ -61,6 +64,18 @@ def channel_sums(a: np.ndarray) -> np.ndarray:
     return row_sums.sum(axis=0, dtype=np.float64)           # (C,): the N partial sums, in float64
 
 
+def channel_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-channel sum of ``a * b`` over (n, h, w), as float64, without making ``a * b``: each row's
+    dot product is taken by ``np.einsum`` in the input dtype, then the N partial sums are added in
+    float64, as in :func:`channel_sums`.
+
+    Chapter: docs/05-batch-normalization.md.
+    """
+    n, c = a.shape[:2]
+    row_dots = np.einsum("ncp,ncp->nc", a.reshape(n, c, -1), b.reshape(n, c, -1))
+    return row_dots.sum(axis=0, dtype=np.float64)
+
+
 def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
                         running_mean: np.ndarray | None, running_var: np.ndarray | None, training: bool,
                         momentum: float, eps: float):
@@ -74,12 +89,12 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarra
     """
     training = training or running_mean is None or running_var is None
     x_hat = np.empty_like(x)
-    y = np.empty_like(x)                               # first a scratch buffer for the squares
+    y = np.empty_like(x)
     if training:
         m = x.size // x.shape[1]
         mu = channel_sums(x) / m                                     # float64
         np.subtract(x, _channel(mu.astype(x.dtype)), out=x_hat)     # x - mu (x_hat once scaled)
-        var = channel_sums(np.square(x_hat, out=y)) / m             # biased: divides by m
+        var = channel_dots(x_hat, x_hat) / m                        # biased: divides by m
         if running_mean is not None and running_var is not None:
             running_mean[...] = (1 - momentum) * running_mean + momentum * mu
             running_var[...] = (1 - momentum) * running_var + momentum * var * (m / (m - 1))
@@ -98,6 +113,29 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarra
     return y, (x_hat, inv_std, gamma, training)
 
 
+def batchnorm2d_inference(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
+                          running_mean: np.ndarray, running_var: np.ndarray, eps: float) -> np.ndarray:
+    """``y`` in evaluation mode alone, for forward passes that keep no cache (``no_grad``).
+
+    With the running statistics fixed, the layer is one affine map per channel; its two constants are
+    folded first (C numbers each), so the (N, C, H, W) array is read once and written in two passes
+    instead of four, and ``x_hat`` (kept only for backward) is never made::
+
+        scale = gamma * inv_std,   shift = beta - mu * scale,   y = x * scale + shift
+
+    PyTorch's CPU kernel folds evaluation mode the same way. The result equals
+    :func:`batchnorm2d_forward`'s up to float rounding.
+
+    Chapter: docs/05-batch-normalization.md.
+    """
+    inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+    scale = inv_std if gamma is None else gamma * inv_std
+    shift = -running_mean * scale if beta is None else beta - running_mean * scale
+    y = np.multiply(x, _channel(scale.astype(x.dtype)))
+    y += _channel(shift.astype(x.dtype))
+    return y
+
+
 def batchnorm2d_backward(grad_out: np.ndarray, cache):
     """Gradients ``(dx, dgamma, dbeta)`` from ``grad_out = dL/dy`` (see the module docstring).
 
@@ -108,17 +146,17 @@ def batchnorm2d_backward(grad_out: np.ndarray, cache):
     """
     x_hat, inv_std, gamma, training = cache
     g = grad_out
-    g_x_hat = g * x_hat                                # reused below as scratch space
     dbeta = channel_sums(g)
-    dgamma = channel_sums(g_x_hat)
+    dgamma = channel_dots(g, x_hat)                    # sum(g * x_hat), g * x_hat never stored
     scale = _channel(inv_std if gamma is None else gamma * inv_std)
     if training:
-        # dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)), one pass per operation:
+        # dx = scale * (x_hat * (-mean(g * x_hat)) - mean(g) + g), one pass per operation:
         m = g.size // g.shape[1]
-        mean_g = _channel((dbeta / m).astype(g.dtype))
-        mean_g_xhat = _channel((dgamma / m).astype(g.dtype))
-        dx = np.subtract(g, mean_g)
-        dx -= np.multiply(x_hat, mean_g_xhat, out=g_x_hat)
+        minus_mean_g = _channel((-dbeta / m).astype(g.dtype))
+        minus_mean_g_xhat = _channel((-dgamma / m).astype(g.dtype))
+        dx = np.multiply(x_hat, minus_mean_g_xhat)
+        dx += minus_mean_g
+        dx += g
         dx *= scale
     else:
         dx = g * scale
@@ -173,9 +211,13 @@ class BatchNorm2d(Layer):
             self.num_batches_tracked += 1
             if momentum is None:
                 momentum = 1.0 / float(self.num_batches_tracked)
-        y, cache = batchnorm2d_forward(x, None if self.weight is None else self.weight.data,
-                                       None if self.bias is None else self.bias.data, self.running_mean,
-                                       self.running_var, batch_statistics, momentum or 0.0, self.eps)
+        gamma = None if self.weight is None else self.weight.data
+        beta = None if self.bias is None else self.bias.data
+        if not batch_statistics and not grad_enabled():
+            assert self.running_mean is not None and self.running_var is not None   # tracked: not batch statistics
+            return batchnorm2d_inference(x, gamma, beta, self.running_mean, self.running_var, self.eps)
+        y, cache = batchnorm2d_forward(x, gamma, beta, self.running_mean, self.running_var, batch_statistics,
+                                       momentum or 0.0, self.eps)
         self._keep(cache)
         return y
 

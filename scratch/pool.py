@@ -46,7 +46,7 @@ from __future__ import annotations
 import numpy as np
 
 from .conv import _offset_slice
-from .module import Layer, as_pair, check_image_input
+from .module import Layer, as_pair, check_image_input, grad_enabled
 
 Pair = tuple[int, int]
 
@@ -81,6 +81,21 @@ def _keep_first(mask: np.ndarray) -> np.ndarray:
     return mask
 
 
+def _pad_with_minus_inf(x: np.ndarray, out_hw: Pair, kernel: Pair, stride: Pair, padding: Pair,
+                        dilation: Pair) -> np.ndarray:
+    """``x`` padded with -inf (padding never wins); ceil mode may need a little more room on the
+    right/bottom. ``x`` itself when no padding is needed."""
+    n, c, h, w = x.shape
+    (ho, wo), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = out_hw, kernel, stride, padding, dilation
+    pad_bottom = max((ho - 1) * sh + dh * (kh - 1) + 1 - h - ph, 0)
+    pad_right = max((wo - 1) * sw + dw * (kw - 1) + 1 - w - pw, 0)
+    if not (ph or pw or pad_bottom or pad_right):
+        return x
+    x_pad = np.full((n, c, ph + h + pad_bottom, pw + w + pad_right), -np.inf, dtype=x.dtype)
+    x_pad[:, :, ph:ph + h, pw:pw + w] = x
+    return x_pad
+
+
 def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
                       dilation: Pair = (1, 1), ceil_mode: bool = False):
     """``y = maxpool(x)``. Returns ``(y, cache)``; the cache holds every window's entries and ``y``.
@@ -91,14 +106,7 @@ def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair =
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     ho = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
     wo = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
-    # Pad with -inf: padding never wins. Ceil mode may need a little more room on the right/bottom.
-    pad_bottom = max((ho - 1) * sh + dh * (kh - 1) + 1 - h - ph, 0)
-    pad_right = max((wo - 1) * sw + dw * (kw - 1) + 1 - w - pw, 0)
-    if ph or pw or pad_bottom or pad_right:
-        x_pad = np.full((n, c, ph + h + pad_bottom, pw + w + pad_right), -np.inf, dtype=x.dtype)
-        x_pad[:, :, ph:ph + h, pw:pw + w] = x
-    else:
-        x_pad = x
+    x_pad = _pad_with_minus_inf(x, (ho, wo), kernel, stride, padding, dilation)
 
     candidates = np.empty((kh * kw, n, c, ho, wo), dtype=x.dtype)
     for k in range(kh * kw):                       # scan order: row by row, like PyTorch
@@ -108,6 +116,28 @@ def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair =
     # winners found in backward stay right.
     cache = (candidates, y.copy(), x_pad.shape, x.shape, kernel, stride, padding, dilation)
     return y, cache
+
+
+def maxpool2d_inference(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
+                        dilation: Pair = (1, 1), ceil_mode: bool = False) -> np.ndarray:
+    """``y = maxpool(x)`` alone, for forward passes that keep no cache (evaluation under ``no_grad``).
+
+    The same maximum as :func:`maxpool2d_forward` without the ``candidates`` array that only the
+    winners need: a running ``np.maximum`` over the kh*kw strided slices, written into ``y``. Max is
+    exact, so the result is bit-identical (NaN propagates through ``np.maximum`` as through ``max``).
+
+    Chapter: docs/04-max-pooling.md.
+    """
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    ho = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
+    wo = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
+    x_pad = _pad_with_minus_inf(x, (ho, wo), kernel, stride, padding, dilation)
+    y = np.empty((n, c, ho, wo), dtype=x.dtype)
+    y[...] = _window_entry(x_pad, 0, kernel, stride, dilation, (ho, wo))
+    for k in range(1, kh * kw):
+        np.maximum(y, _window_entry(x_pad, k, kernel, stride, dilation, (ho, wo)), out=y)
+    return y
 
 
 def _inside_input(kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out_hw: Pair,
@@ -209,8 +239,11 @@ class MaxPool2d(Layer):
             if size + 2 * p < d * (k - 1) + 1:
                 raise ValueError(f"{self.name}: input {x.shape[2]}x{x.shape[3]} (padding {self.padding}) "
                                  f"is smaller than the kernel {self.kernel_size} (dilation {self.dilation})")
-        y, cache = maxpool2d_forward(x, self.kernel_size, self.stride, self.padding, self.dilation,
-                                     self.ceil_mode)
+        geometry = (self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        if not grad_enabled() and not self.return_indices:
+            y = maxpool2d_inference(x, *geometry)    # no cache to keep: skip the winners' candidates
+            return y[0] if unbatched else y
+        y, cache = maxpool2d_forward(x, *geometry)
         self._keep((cache, unbatched))
         if unbatched:
             y = y[0]

@@ -42,6 +42,7 @@ from torch_impl.mirror import (
     LossLayer,
     optimizer_trajectories,
     run_layer_pair,
+    to_numpy,
     to_torch,
     torch_twin,
 )
@@ -670,9 +671,10 @@ batchnorm_steps = st.integers(1, 4)
 def batchnorm2d_training_steps_then_eval_match_torch(example, dtype, impl: Implementation = REFERENCE) -> None:
     """Each training step: output, dL/dx, dL/dgamma, dL/dbeta, and the running statistics afterwards
     (running_var unbiased, num_batches_tracked, momentum None = cumulative average) equal torch's.
-    Then evaluation mode, which uses those running statistics, on a batch of one and a full batch; without
-    running statistics (track_running_stats=False) evaluation uses the batch's own, so the batch of one
-    must have two values per channel. The state-dict keys are torch's for every option."""
+    Then evaluation mode, which uses those running statistics, on a batch of one and a full batch, and
+    under ``no_grad`` (scratch's folded fast path); without running statistics (track_running_stats=False)
+    evaluation uses the batch's own, so the batch of one must have two values per channel. The state-dict
+    keys are torch's for every option."""
     (config, seed), steps = example
     rng = np.random.default_rng(seed)
     layer = make_batchnorm(config, dtype, rng, impl)
@@ -687,6 +689,13 @@ def batchnorm2d_training_steps_then_eval_match_torch(example, dtype, impl: Imple
             continue
         assert_parity(layer, twin, batchnorm_input(config, dtype, rng, shape, training=not layer.track_running_stats),
                       random_upstream(rng, shape, dtype))
+    if layer.track_running_stats:   # evaluation under no_grad: the folded affine map, no cache
+        x = batchnorm_input(config, dtype, rng, config["shape"], training=False)
+        with scratch.no_grad():
+            ours = layer(x)
+        with torch.no_grad():
+            theirs = to_numpy(twin(to_torch(x)))
+        assert_close(ours, theirs, TOLERANCES[np.dtype(dtype)].forward, what="no_grad eval output")
     assert layer.num_batches_tracked == (steps if layer.track_running_stats else None)
 
 

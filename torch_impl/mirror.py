@@ -487,6 +487,6 @@ def simplecnn_training_comparisons(dtype=np.float64, seed: int = 0, batch_size: 
     images = rng.normal(size=(batch_size, 1, 28, 28)).astype(dtype)
     ours.eval()
     theirs.eval()
-    with torch.no_grad():
+    with torch.no_grad(), scratch.no_grad():     # scratch's evaluation fast paths (no caches kept)
         comparisons.append(Comparison("eval logits", ours.forward(images), theirs(to_torch(images)), "forward"))
     return comparisons
