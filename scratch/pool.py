@@ -96,17 +96,25 @@ def _pad_with_minus_inf(x: np.ndarray, out_hw: Pair, kernel: Pair, stride: Pair,
     return x_pad
 
 
+def _max_windows(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair,
+                 ceil_mode: bool) -> tuple[np.ndarray, tuple[int, int]]:
+    """The input padded with -inf (padding never wins a max) and the output size ``(ho, wo)``."""
+    h, w = x.shape[2:]
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    ho = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
+    wo = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
+    return _pad_with_minus_inf(x, (ho, wo), kernel, stride, padding, dilation), (ho, wo)
+
+
 def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
                       dilation: Pair = (1, 1), ceil_mode: bool = False):
     """``y = maxpool(x)``. Returns ``(y, cache)``; the cache holds every window's entries and ``y``.
 
     Chapter: docs/04-max-pooling.md.
     """
-    n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    ho = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
-    wo = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
-    x_pad = _pad_with_minus_inf(x, (ho, wo), kernel, stride, padding, dilation)
+    n, c = x.shape[:2]
+    kh, kw = kernel
+    x_pad, (ho, wo) = _max_windows(x, kernel, stride, padding, dilation, ceil_mode)
 
     candidates = np.empty((kh * kw, n, c, ho, wo), dtype=x.dtype)
     for k in range(kh * kw):                       # scan order: row by row, like PyTorch
@@ -128,11 +136,9 @@ def maxpool2d_inference(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair
 
     Chapter: docs/04-max-pooling.md.
     """
-    n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    ho = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
-    wo = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
-    x_pad = _pad_with_minus_inf(x, (ho, wo), kernel, stride, padding, dilation)
+    n, c = x.shape[:2]
+    kh, kw = kernel
+    x_pad, (ho, wo) = _max_windows(x, kernel, stride, padding, dilation, ceil_mode)
     y = np.empty((n, c, ho, wo), dtype=x.dtype)
     y[...] = _window_entry(x_pad, 0, kernel, stride, dilation, (ho, wo))
     for k in range(1, kh * kw):

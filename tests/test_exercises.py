@@ -516,3 +516,16 @@ def test_the_docs_an_exercise_points_at_exist(name):
     if anchor:
         headings = [line for line in (root / path).read_text().splitlines() if line.startswith("#")]
         assert anchor in {_github_anchor(h) for h in headings}, headings
+
+
+def test_every_exercise_file_names_only_what_it_imports(tmp_path):
+    """The forward pass copied into a learner's file runs on its own: every name it uses is defined or
+    imported there (pyflakes' undefined-name check, through ruff)."""
+    import subprocess
+    import sys
+
+    for name in NAMES:
+        start(tmp_path, name)
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--select", "F821",
+                             "--output-format", "concise", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout

@@ -873,8 +873,8 @@ its m = N*H*W values; gamma = weight (C,), beta = bias (C,):
 In training mu and var are the batch's (biased) statistics; in evaluation the running ones.
 
 """
-_BN_IMPORTS = _NP + "\nfrom scratch.batchnorm import _channel, channel_sums  # used by the forward pass\n"
-_POOL_IMPORTS = _NP + "\nfrom scratch.pool import pool_output_size  # used by the forward pass\n" \
+_BN_IMPORTS = _NP + "\nfrom scratch.batchnorm import _channel, channel_dots, channel_sums  # used by the forward pass\n"
+_POOL_IMPORTS = _NP + "\nfrom scratch.pool import Pair, _max_windows, pool_output_size  # used by the forward pass\n" \
     "from scratch.pool import _inside_input, _keep_first, _window_entry, _winners  # helpers you may use\n"
 
 
@@ -1365,7 +1365,7 @@ stride < kernel (their shares add up); shares that land on padding are dropped. 
 always kh * kw: count_include_pad=False, ceil mode and divisor_override change it.
 _window_entry(dx_pad, k, kernel, stride, (1, 1), (Ho, Wo)) is a view of entry k of every window.
 """,
-            given=(scratch.avgpool2d_forward,), imports=_NP + "\nfrom scratch.pool import avgpool_divisors, "
+            given=(scratch.avgpool2d_forward,), imports=_NP + "\nfrom scratch.pool import Pair, avgpool_divisors, "
                                                         "pool_output_size  # used by the forward pass\n"
                                                         "from scratch.pool import _window_entry  # you may use it\n",
             reference=scratch.avgpool2d_backward,
