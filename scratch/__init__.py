@@ -12,6 +12,15 @@ versions used as a second oracle, ``numerical`` the finite-difference one.
 This package never imports torch.
 """
 
+import os
+
+# OpenBLAS's worker threads busy-wait ~0.1 s after every matrix product before they sleep, so that the
+# next product starts sooner. Between the products scratch runs worker threads of its own
+# (scratch/parallel.py), and a spinning BLAS thread would take one of their cores: tell OpenBLAS to sleep
+# at once. OpenBLAS reads this when NumPy loads it, so it takes effect when scratch is imported before
+# NumPy (as the simplecnn command does); a value already in the environment wins.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 from .activations import (
                           Flatten,
                           LeakyReLU,

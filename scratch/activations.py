@@ -15,18 +15,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import parallel
 from .module import Layer, check_input, grad_enabled
 
 
 def relu_forward(x: np.ndarray):
     """``y = max(x, 0)``. Returns ``(y, cache)``; the cache is the mask ``x > 0``. (docs/07-linear-and-relu.md)"""
-    positive = x > 0
-    return np.maximum(x, 0), positive
+    y, positive = np.empty_like(x), np.empty(x.shape, dtype=bool)
+
+    def rows(part: slice) -> None:          # the rows ``part``, on one core (scratch/parallel.py)
+        np.greater(x[part], 0, out=positive[part])
+        np.maximum(x[part], 0, out=y[part])
+
+    parallel.run(rows, len(x), 2 * x.size)
+    return y, positive
 
 
 def relu_backward(grad_out: np.ndarray, positive: np.ndarray) -> np.ndarray:
     """``dL/dx = dL/dy * [x > 0]``. (docs/07-linear-and-relu.md)"""
-    return grad_out * positive
+    return parallel.split_call(np.multiply, grad_out, positive, out=np.empty_like(grad_out))
 
 
 class ReLU(Layer):
@@ -35,7 +42,7 @@ class ReLU(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input(self, x, x.ndim, "(N, ...)")
         if not grad_enabled():
-            return np.maximum(x, 0)                    # no backward: skip the mask pass
+            return parallel.split_call(np.maximum, x, 0, out=np.empty_like(x))   # no backward: no mask
         y, cache = relu_forward(x)
         self._keep(cache)
         return y

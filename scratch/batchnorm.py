@@ -44,9 +44,14 @@ affine map per channel (two passes).
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
+from . import parallel
 from .module import Layer, Parameter, check_input, grad_enabled, require_float_dtype
+
+split = parallel.split_call   # f(*args, out=out) on every core (scratch/parallel.py)
 
 
 def _channel(v: np.ndarray) -> np.ndarray:
@@ -60,8 +65,9 @@ def channel_sums(a: np.ndarray) -> np.ndarray:
     Chapter: docs/05-batch-normalization.md.
     """
     n, c = a.shape[:2]
-    row_sums = np.einsum("ncp->nc", a.reshape(n, c, -1))   # (N, C), in a's dtype
-    return row_sums.sum(axis=0, dtype=np.float64)           # (C,): the N partial sums, in float64
+    row_sums = parallel.split_call(partial(np.einsum, "ncp->nc"), a.reshape(n, c, -1),
+                                   out=np.empty((n, c), a.dtype))   # (N, C), in a's dtype
+    return row_sums.sum(axis=0, dtype=np.float64)                   # (C,): the N partial sums, in float64
 
 
 def channel_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -72,7 +78,8 @@ def channel_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     Chapter: docs/05-batch-normalization.md.
     """
     n, c = a.shape[:2]
-    row_dots = np.einsum("ncp,ncp->nc", a.reshape(n, c, -1), b.reshape(n, c, -1))
+    row_dots = parallel.split_call(partial(np.einsum, "ncp,ncp->nc"), a.reshape(n, c, -1), b.reshape(n, c, -1),
+                                   out=np.empty((n, c), a.dtype))
     return row_dots.sum(axis=0, dtype=np.float64)
 
 
@@ -93,7 +100,7 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarra
     if training:
         m = x.size // x.shape[1]
         mu = channel_sums(x) / m                                     # float64
-        np.subtract(x, _channel(mu.astype(x.dtype)), out=x_hat)     # x - mu (x_hat once scaled)
+        split(np.subtract, x, _channel(mu.astype(x.dtype)), out=x_hat)   # x - mu (x_hat once scaled)
         var = channel_dots(x_hat, x_hat) / m                        # biased: divides by m
         if running_mean is not None and running_var is not None:
             running_mean[...] = (1 - momentum) * running_mean + momentum * mu
@@ -101,15 +108,15 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarra
     else:
         assert running_mean is not None and running_var is not None   # (training is set when either is None)
         mu, var = running_mean, running_var
-        np.subtract(x, _channel(mu), out=x_hat)
+        split(np.subtract, x, _channel(mu), out=x_hat)
     inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
-    x_hat *= _channel(inv_std)
+    split(np.multiply, x_hat, _channel(inv_std), out=x_hat)
     if gamma is not None:
-        np.multiply(x_hat, _channel(gamma), out=y)
+        split(np.multiply, x_hat, _channel(gamma), out=y)
     else:
         y[...] = x_hat
     if beta is not None:
-        y += _channel(beta)
+        split(np.add, y, _channel(beta), out=y)
     return y, (x_hat, inv_std, gamma, training)
 
 
@@ -131,9 +138,8 @@ def batchnorm2d_inference(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndar
     inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
     scale = inv_std if gamma is None else gamma * inv_std
     shift = -running_mean * scale if beta is None else beta - running_mean * scale
-    y = np.multiply(x, _channel(scale.astype(x.dtype)))
-    y += _channel(shift.astype(x.dtype))
-    return y
+    y = split(np.multiply, x, _channel(scale.astype(x.dtype)), out=np.empty_like(x))
+    return split(np.add, y, _channel(shift.astype(x.dtype)), out=y)
 
 
 def batchnorm2d_backward(grad_out: np.ndarray, cache):
@@ -154,12 +160,12 @@ def batchnorm2d_backward(grad_out: np.ndarray, cache):
         m = g.size // g.shape[1]
         minus_mean_g = _channel((-dbeta / m).astype(g.dtype))
         minus_mean_g_xhat = _channel((-dgamma / m).astype(g.dtype))
-        dx = np.multiply(x_hat, minus_mean_g_xhat)
-        dx += minus_mean_g
-        dx += g
-        dx *= scale
+        dx = split(np.multiply, x_hat, minus_mean_g_xhat, out=np.empty_like(g))
+        split(np.add, dx, minus_mean_g, out=dx)
+        split(np.add, dx, g, out=dx)
+        split(np.multiply, dx, scale, out=dx)
     else:
-        dx = g * scale
+        dx = split(np.multiply, g, scale, out=np.empty_like(g))
     return dx, dgamma.astype(g.dtype), dbeta.astype(g.dtype)
 
 

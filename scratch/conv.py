@@ -55,6 +55,7 @@ from typing import Literal, cast
 
 import numpy as np
 
+from . import parallel
 from .init import default_weight_and_bias
 from .module import Layer, Parameter, as_pair, check_image_input, require_float_dtype
 
@@ -120,13 +121,17 @@ def im2col(x_pad: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out_hw
         cols = out
     else:
         cols = np.empty(shape, dtype=x_pad.dtype)
-    for u in range(kh):
-        for v in range(kw):
-            rows, columns = _offset_slice(u * dh, ho, sh), _offset_slice(v * dw, wo, sw)
-            if batch_last:
-                cols[:, u, v] = x_pad[:, rows, columns, :]          # runs of Wo*N numbers
-            else:
-                cols[:, :, u, v] = x_pad[:, :, rows, columns]       # runs of Wo numbers
+
+    def copy_patches(part: slice) -> None:   # part: channels (batch last) or images (per image)
+        for u in range(kh):
+            for v in range(kw):
+                rows, columns = _offset_slice(u * dh, ho, sh), _offset_slice(v * dw, wo, sw)
+                if batch_last:
+                    cols[part, u, v] = x_pad[part, rows, columns, :]          # runs of Wo*N numbers
+                else:
+                    cols[part, :, u, v] = x_pad[part, :, rows, columns]       # runs of Wo numbers
+
+    parallel.run(copy_patches, len(cols), cols.size)
     return cols
 
 
@@ -145,15 +150,19 @@ def col2im(dcols: np.ndarray, padded_shape: tuple[int, ...], stride: Pair, dilat
         _, _, kh, kw, ho, wo = dcols.shape
     (sh, sw), (dh, dw) = stride, dilation
     dx_pad = np.zeros(padded_shape, dtype=dcols.dtype)
-    for u in range(kh):
-        for v in range(kw):
-            rows, columns = _offset_slice(u * dh, ho, sh), _offset_slice(v * dw, wo, sw)
-            if batch_last:
-                target = dx_pad[:, rows, columns, :]
-                target += dcols[:, u, v]
-            else:
-                target = dx_pad[:, :, rows, columns]
-                target += dcols[:, :, u, v]
+
+    def add_patches(part: slice) -> None:    # part: channels (batch last) or images (per image)
+        for u in range(kh):
+            for v in range(kw):
+                rows, columns = _offset_slice(u * dh, ho, sh), _offset_slice(v * dw, wo, sw)
+                if batch_last:
+                    target = dx_pad[part, rows, columns, :]
+                    target += dcols[part, u, v]
+                else:
+                    target = dx_pad[part, :, rows, columns]
+                    target += dcols[part, :, u, v]
+
+    parallel.run(add_patches, len(dx_pad), dcols.size)
     return dx_pad
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import parallel
 from .module import Layer, check_input
 
 
@@ -25,13 +26,19 @@ def dropout_forward(x: np.ndarray, keep_mask: np.ndarray, p: float):
     Chapter: docs/06-dropout.md.
     """
     scale = 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
-    scaled_mask = np.multiply(keep_mask, x.dtype.type(scale), dtype=x.dtype)   # 0 or 1/(1-p), one pass
-    return x * scaled_mask, scaled_mask
+    scaled_mask, y = np.empty_like(x), np.empty_like(x)
+
+    def rows(part: slice) -> None:          # the rows ``part``, on one core (scratch/parallel.py)
+        np.multiply(keep_mask[part], x.dtype.type(scale), out=scaled_mask[part])   # 0 or 1/(1-p)
+        np.multiply(x[part], scaled_mask[part], out=y[part])
+
+    parallel.run(rows, len(x), 2 * x.size)
+    return y, scaled_mask
 
 
 def dropout_backward(grad_out: np.ndarray, scaled_mask: np.ndarray) -> np.ndarray:
     """``dL/dx = dL/dy * mask / (1 - p)``. (docs/06-dropout.md)"""
-    return grad_out * scaled_mask
+    return parallel.split_call(np.multiply, grad_out, scaled_mask, out=np.empty_like(grad_out))
 
 
 class Dropout(Layer):

@@ -22,9 +22,11 @@ preallocated scratch array per parameter (``out=``), so a step allocates no temp
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 
+from . import parallel
 from .module import Parameter, check_state_dict
 
 
@@ -99,23 +101,35 @@ class Adam(Optimizer):
         for name, param in self.params.items():
             if param.grad is None:
                 continue
-            theta, grad = param.data, param.grad
-            if self.weight_decay:
-                if self.decoupled_weight_decay:
-                    theta *= 1 - self.lr * self.weight_decay
-                else:
-                    grad = grad + self.weight_decay * theta
-            m, v, tmp = self.exp_avg[name], self.exp_avg_sq[name], self._scratch[name]
-            _lerp_(m, grad, 1 - beta1, tmp)            # m + (1 - beta1) * (grad - m)
-            v *= beta2
-            v += np.multiply(np.multiply(1 - beta2, grad, out=tmp), grad, out=tmp)  # (1-b2) g g
-            if self.amsgrad:
-                np.maximum(self.max_exp_avg_sq[name], v, out=self.max_exp_avg_sq[name])
-                v = self.max_exp_avg_sq[name]
-            denom = np.sqrt(v, out=tmp)                  # sqrt(v) / sqrt(1 - b2^t) + eps
-            denom /= bias_correction2_sqrt
-            denom += self.eps
-            theta -= np.multiply(step_size, np.divide(m, denom, out=tmp), out=tmp)  # step * m / denom
+            update = partial(self._update, name, step_size, bias_correction2_sqrt)
+            if param.data.ndim == 0:
+                update(Ellipsis)
+            else:                                        # rows split between the cores (scratch/parallel.py)
+                parallel.run(update, len(param.data), 8 * param.data.size)
+
+    def _update(self, name: str, step_size: float, bias_correction2_sqrt: float, rows) -> None:
+        """The update of parameter ``name``'s ``rows`` (a slice, or ``...`` for all of it)."""
+        beta1, beta2 = self.betas
+        param = self.params[name]
+        assert param.grad is not None
+        theta, grad = param.data[rows], param.grad[rows]
+        if self.weight_decay:
+            if self.decoupled_weight_decay:
+                theta *= 1 - self.lr * self.weight_decay
+            else:
+                grad = grad + self.weight_decay * theta
+        m, v, tmp = self.exp_avg[name][rows], self.exp_avg_sq[name][rows], self._scratch[name][rows]
+        _lerp_(m, grad, 1 - beta1, tmp)            # m + (1 - beta1) * (grad - m)
+        v *= beta2
+        v += np.multiply(np.multiply(1 - beta2, grad, out=tmp), grad, out=tmp)  # (1-b2) g g
+        if self.amsgrad:
+            v_max = self.max_exp_avg_sq[name][rows]
+            np.maximum(v_max, v, out=v_max)
+            v = v_max
+        denom = np.sqrt(v, out=tmp)                  # sqrt(v) / sqrt(1 - b2^t) + eps
+        denom /= bias_correction2_sqrt
+        denom += self.eps
+        theta -= np.multiply(step_size, np.divide(m, denom, out=tmp), out=tmp)  # step * m / denom
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Moments and step count as flat arrays (``exp_avg.<param>``, ...), for checkpoints."""

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import parallel
 from .conv import _offset_slice
 from .module import Layer, as_pair, check_image_input, grad_enabled
 
@@ -117,9 +118,14 @@ def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair =
     x_pad, (ho, wo) = _max_windows(x, kernel, stride, padding, dilation, ceil_mode)
 
     candidates = np.empty((kh * kw, n, c, ho, wo), dtype=x.dtype)
-    for k in range(kh * kw):                       # scan order: row by row, like PyTorch
-        candidates[k] = _window_entry(x_pad, k, kernel, stride, dilation, (ho, wo))
-    y = candidates.max(axis=0)                     # NaN propagates, as in PyTorch
+    y = np.empty((n, c, ho, wo), dtype=x.dtype)
+
+    def pool_images(part: slice) -> None:          # the images ``part``, on one core (scratch/parallel.py)
+        for k in range(kh * kw):                   # scan order: row by row, like PyTorch
+            candidates[k, part] = _window_entry(x_pad[part], k, kernel, stride, dilation, (ho, wo))
+        np.max(candidates[:, part], axis=0, out=y[part])   # NaN propagates, as in PyTorch
+
+    parallel.run(pool_images, n, candidates.size)
     # The cache keeps its own copy of y: whatever the caller later does with the returned array, the
     # winners found in backward stay right.
     cache = (candidates, y.copy(), x_pad.shape, x.shape, kernel, stride, padding, dilation)
@@ -140,9 +146,13 @@ def maxpool2d_inference(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair
     kh, kw = kernel
     x_pad, (ho, wo) = _max_windows(x, kernel, stride, padding, dilation, ceil_mode)
     y = np.empty((n, c, ho, wo), dtype=x.dtype)
-    y[...] = _window_entry(x_pad, 0, kernel, stride, dilation, (ho, wo))
-    for k in range(1, kh * kw):
-        np.maximum(y, _window_entry(x_pad, k, kernel, stride, dilation, (ho, wo)), out=y)
+
+    def pool_images(part: slice) -> None:          # the images ``part``, on one core (scratch/parallel.py)
+        y[part] = _window_entry(x_pad[part], 0, kernel, stride, dilation, (ho, wo))
+        for k in range(1, kh * kw):
+            np.maximum(y[part], _window_entry(x_pad[part], k, kernel, stride, dilation, (ho, wo)), out=y[part])
+
+    parallel.run(pool_images, n, x_pad.size)
     return y
 
 
@@ -157,9 +167,11 @@ def _inside_input(kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out
     return inside.reshape(kh * kw, 1, 1, ho, wo)
 
 
-def _winners(cache) -> np.ndarray:
-    """(kh*kw, N, C, Ho, Wo) 0/1 mask: entry k is its window's winner (PyTorch's tie and NaN rules)."""
+def _winners(cache, images: slice = slice(None)) -> np.ndarray:
+    """(kh*kw, N, C, Ho, Wo) 0/1 mask: entry k is its window's winner (PyTorch's tie and NaN rules).
+    Only for the ``images`` given (N of them), when they are not all."""
     candidates, y, padded_shape, input_shape, kernel, stride, (ph, pw), dilation = cache
+    candidates, y = candidates[:, images], y[images]
     # The winner of each window: the first entry equal to the max, or, where the max is NaN, the last NaN.
     is_max = candidates == y
     if padded_shape != input_shape:
@@ -194,19 +206,24 @@ def maxpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
     Chapter: docs/04-max-pooling.md.
     """
     _, _, padded_shape, input_shape, kernel, stride, (ph, pw), dilation = cache
-    is_winner = _winners(cache)
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     overlapping = sh < dh * (kh - 1) + 1 or sw < dw * (kw - 1) + 1
-    dx_pad = np.zeros(padded_shape, dtype=grad_out.dtype)
-    finite = bool(np.isfinite(grad_out).all())
-    for k in range(kh * kw):
-        target = _window_entry(dx_pad, k, kernel, stride, dilation, grad_out.shape[2:])
-        if not finite:                             # rare: inf * 0 would be NaN; torch gives the losers 0
-            target += np.where(is_winner[k], grad_out, 0)
-        elif overlapping:
-            target += grad_out * is_winner[k]
-        else:                                      # each pixel is in one window at most: write
-            np.multiply(grad_out, is_winner[k], out=target)
+    dx_pad = np.empty(padded_shape, dtype=grad_out.dtype)
+
+    def route_images(part: slice) -> None:         # the images ``part``, on one core (scratch/parallel.py)
+        is_winner, g, dx = _winners(cache, part), grad_out[part], dx_pad[part]
+        dx[...] = 0
+        finite = bool(np.isfinite(g).all())
+        for k in range(kh * kw):
+            target = _window_entry(dx, k, kernel, stride, dilation, g.shape[2:])
+            if not finite:                         # rare: inf * 0 would be NaN; torch gives the losers 0
+                target += np.where(is_winner[k], g, 0)
+            elif overlapping:
+                target += g * is_winner[k]
+            else:                                  # each pixel is in one window at most: write
+                np.multiply(g, is_winner[k], out=target)
+
+    parallel.run(route_images, len(dx_pad), dx_pad.size)
     h, w = input_shape[2:]
     return dx_pad[:, :, ph:ph + h, pw:pw + w]
 

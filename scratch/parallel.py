@@ -1,0 +1,156 @@
+"""Every core for the memory-bound passes: the images of a batch, split between threads.
+
+A training step is two kinds of work. The matrix products (convolutions, linear layers) go to BLAS,
+which already runs them on every core. Everything else (im2col and col2im, batch-norm's passes, ReLU,
+max-pool, dropout's product, the optimizer's update) is a NumPy loop over an array, and NumPy runs
+each such loop on *one* core. On a 2-core machine that leaves half the machine idle for about half
+of the step.
+
+NumPy releases Python's global interpreter lock inside its loops, so two Python threads that each
+call NumPy on their own half of an array really do run at the same time. :func:`run` does exactly
+that: it cuts ``range(length)`` (usually the images of the batch, axis 0) into one contiguous part
+per worker and calls ``body(part)`` for every part at once, the calling thread taking the first::
+
+    parallel.run(lambda part: np.maximum(x[part], 0, out=y[part]), len(x), x.size)
+
+Rules that keep it exact and simple:
+
+* A body writes only to its own part of the outputs, and computes for each element exactly what
+  one thread would: the results are bit-identical for any number of workers. (A sum that runs
+  *across* the parts, e.g. batch-norm's per-channel statistics, is finished by the caller after
+  the parts are done, in a fixed order.)
+* Bodies never call BLAS: the products keep their own threads, and the two kinds never compete.
+* A call from inside a body runs serially (no thread waits for a thread of its own pool).
+* Work of fewer than :data:`MIN_NUMBERS` numbers is not split: waking a thread and handing it a part
+  costs 20 to 100 microseconds (more on a virtual machine, whose idle core must be woken too), as much
+  as a pass over such an array takes.
+
+``SIMPLECNN_THREADS`` (an integer >= 1) sets the number of workers; the default is the number of
+cores this process may use. ``SIMPLECNN_THREADS=1`` runs everything in the calling thread.
+
+Chapter: docs/03-convolution.md ("Speed: every core").
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+#: Work (in numbers touched) below which :func:`run` does not split.
+MIN_NUMBERS = 1 << 18
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:       # not on Linux
+        return os.cpu_count() or 1
+
+
+def workers_from_environment() -> int:
+    """``SIMPLECNN_THREADS`` if set (a clear error if it is not a positive integer), else the core count.
+
+    Chapter: docs/03-convolution.md.
+    """
+    value = os.environ.get("SIMPLECNN_THREADS", "").strip()
+    if not value:
+        return _available_cores()
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ValueError(f"SIMPLECNN_THREADS must be a positive integer, got {value!r}")
+    return count
+
+
+_workers = workers_from_environment()
+_pool: ThreadPoolExecutor | None = None
+_inside = threading.local()
+
+
+def workers() -> int:
+    """The number of parts :func:`run` splits work into. (docs/03-convolution.md)"""
+    return _workers
+
+
+def set_workers(count: int) -> None:
+    """Use ``count`` workers from now on (1: no threads). (docs/03-convolution.md)"""
+    global _workers, _pool
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"parallel.set_workers: count must be a positive integer, got {count!r}")
+    if _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
+    _workers = count
+
+
+def parts(length: int, numbers: int) -> list[slice]:
+    """``range(length)`` cut into contiguous, nearly equal slices, one per worker (one slice alone when
+    the work, ``numbers`` numbers in all, is too small to be worth splitting).
+
+    Chapter: docs/03-convolution.md.
+    """
+    count = min(_workers, length) if numbers >= MIN_NUMBERS and not getattr(_inside, "active", False) else 1
+    count = max(count, 1)
+    bounds = [length * k // count for k in range(count + 1)]
+    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _body_in_worker(body: Callable[[slice], object], part: slice) -> None:
+    _inside.active = True
+    try:
+        body(part)
+    finally:
+        _inside.active = False
+
+
+def run(body: Callable[[slice], object], length: int, numbers: int) -> None:
+    """Call ``body(part)`` for each part of :func:`parts` ``(length, numbers)``, all at once, and return
+    when every part is done. An exception in any part is raised here.
+
+    Chapter: docs/03-convolution.md.
+    """
+    global _pool
+    pieces = parts(length, numbers)
+    if len(pieces) == 1:
+        body(pieces[0])
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=_workers - 1, thread_name_prefix="simplecnn")
+    futures = [_pool.submit(_body_in_worker, body, part) for part in pieces[1:]]
+    try:
+        _body_in_worker(body, pieces[0])
+    finally:
+        for future in futures:
+            future.result()
+
+
+def split_call(function: Callable[..., object], *args, out: np.ndarray) -> np.ndarray:
+    """``function(*args, out=out)`` computed in parts along axis 0, all at once, and ``out`` returned.
+
+    Every array argument with ``out``'s number of dimensions and first axis is cut like ``out``; any other
+    argument (a scalar, a per-channel constant of shape (1, C, 1, 1)) goes whole to every part. So
+    ``split_call(np.subtract, x, mu, out=x_hat)`` is ``np.subtract(x, mu, out=x_hat)`` on every core.
+    ``function`` must act on each index of axis 0 on its own (a ufunc, or an ``np.einsum`` that keeps that
+    axis), which is what makes the parts exact.
+
+    Chapter: docs/03-convolution.md.
+    """
+    if out.ndim == 0:
+        function(*args, out=out)
+        return out
+    length = out.shape[0]
+
+    def is_cut(a) -> bool:
+        return isinstance(a, np.ndarray) and a.ndim == out.ndim and a.shape[0] == length
+
+    def body(part: slice) -> None:
+        function(*(a[part] if is_cut(a) else a for a in args), out=out[part])
+
+    run(body, length, out.size)
+    return out
