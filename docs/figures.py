@@ -17,6 +17,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["mathtext.fontset"] = "cm"     # $...$ labels look like the chapters' math (ν is not v)
 import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
@@ -32,12 +33,21 @@ class Graph:
     edges: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+# Symbols of the notation table (docs/README.md) that need matplotlib's mathtext.
+SIGMA_EPS = r"$\sigma_\epsilon$"                 # batch-norm's sqrt(var + eps)
+P_DROP = r"$p_{\mathrm{drop}}$"                    # dropout's drop probability
+NORMALIZE = f"x̂ = (x-μ)/{SIGMA_EPS}"
+DROP = f"× M / (1-{P_DROP})"
+M_UPDATE = r"$m \leftarrow \beta_1 m + (1-\beta_1)\,g$"     # Adam's moments, chapter 9
+NU_UPDATE = r"$\nu \leftarrow \beta_2 \nu + (1-\beta_2)\,g^2$"
+ADAM_STEP = r"$\theta \;-\!\!= \eta\, \hat m / (\sqrt{\hat\nu} + \epsilon)$"
+
 GRAPHS: dict[str, Graph] = {
     "01": Graph("one training step: forward (black), backward (red)", {
         "x": (0, 0, "value"), "conv1..relu2": (1.6, 0, "op"), "fc1, fc2": (3.2, 0, "op"),
         "logits": (4.6, 0, "value"), "cross-entropy": (6.0, 0, "op"), "L": (7.3, 0, "value")},
         [("x", "conv1..relu2", ""), ("conv1..relu2", "fc1, fc2", "g (N,64,4,4)"),
-         ("fc1, fc2", "logits", "g (N,10)"), ("logits", "cross-entropy", "(p - onehot)/N"),
+         ("fc1, fc2", "logits", "g (N,10)"), ("logits", "cross-entropy", "(π - onehot)/N"),
          ("cross-entropy", "L", "1")]),
     "02": Graph("a layer: forward keeps a cache, backward maps g to dL/dx", {
         "x": (0, 0, "value"), "forward": (1.8, 0, "op"), "y": (3.6, 0, "value"),
@@ -56,40 +66,37 @@ GRAPHS: dict[str, Graph] = {
         [("x", "4 strided slices", "slices add"), ("4 strided slices", "max over κ", "g to the first max"),
          ("max over κ", "y", "g")]),
     "05": Graph("batch-norm: two paths through μ and σ²", {
-        "x": (0, 0, "value"), "μ, σ²": (1.6, 1.0, "op"), "x̂ = (x-μ)r": (3.0, 0, "op"),
+        "x": (0, 0, "value"), "μ, σ²": (1.6, 1.0, "op"), NORMALIZE: (3.0, 0, "op"),
         "γ x̂ + β": (4.6, 0, "op"), "y": (6.0, 0, "value"), "γ, β": (4.6, 1.1, "value")},
-        [("x", "μ, σ²", "−r(ḡ + x̂ ·mean(g x̂))"), ("μ, σ²", "x̂ = (x-μ)r", ""),
-         ("x", "x̂ = (x-μ)r", "γ r g (direct)"), ("x̂ = (x-μ)r", "γ x̂ + β", "γ g"),
+        [("x", "μ, σ²", f"−γ(ḡ + x̂ ·mean(g x̂))/{SIGMA_EPS}"), ("μ, σ²", NORMALIZE, ""),
+         ("x", NORMALIZE, f"γ g/{SIGMA_EPS} (direct)"), (NORMALIZE, "γ x̂ + β", "γ g"),
          ("γ, β", "γ x̂ + β", "Σ g x̂, Σ g"), ("γ x̂ + β", "y", "g")]),
     "06": Graph("dropout: multiply by a fixed mask", {
-        "x": (0, 0, "value"), "× M / (1-p)": (1.8, 0, "op"), "y": (3.6, 0, "value"),
-        "M": (1.8, 1.1, "value")},
-        [("x", "× M / (1-p)", "g M / (1-p)"), ("M", "× M / (1-p)", ""), ("× M / (1-p)", "y", "g")]),
+        "x": (0, 0, "value"), DROP: (1.8, 0, "op"), "y": (3.6, 0, "value"), "M": (1.8, 1.1, "value")},
+        [("x", DROP, f"g M / (1-{P_DROP})"), ("M", DROP, ""), (DROP, "y", "g")]),
     "07": Graph("linear + ReLU: multiply swaps, max routes", {
-        "x": (0, 0, "value"), "x Wᵀ + b": (1.8, 0, "op"), "W, b": (1.8, 1.1, "value"),
+        "x": (0, 0, "value"), "x wᵀ + b": (1.8, 0, "op"), "w, b": (1.8, 1.1, "value"),
         "max(·, 0)": (3.6, 0, "op"), "y": (5.1, 0, "value")},
-        [("x", "x Wᵀ + b", "g W"), ("W, b", "x Wᵀ + b", "gᵀ x, Σ g"),
-         ("x Wᵀ + b", "max(·, 0)", "g [x > 0]"), ("max(·, 0)", "y", "g")]),
+        [("x", "x wᵀ + b", "g w"), ("w, b", "x wᵀ + b", "gᵀ x, Σ g"),
+         ("x wᵀ + b", "max(·, 0)", "g [x > 0]"), ("max(·, 0)", "y", "g")]),
     "08": Graph("softmax cross-entropy: one fused node", {
-        "z": (0, 0, "value"), "log-softmax": (1.7, 0, "op"), "−mean log p_τ": (3.6, 0, "op"),
+        "z": (0, 0, "value"), "log-softmax": (1.7, 0, "op"), "−mean log π_τ": (3.6, 0, "op"),
         "L": (5.2, 0, "value")},
-        [("z", "log-softmax", "(p − onehot(τ))/N"), ("log-softmax", "−mean log p_τ", ""),
-         ("−mean log p_τ", "L", "1")]),
+        [("z", "log-softmax", "(π − onehot(τ))/N"), ("log-softmax", "−mean log π_τ", ""),
+         ("−mean log π_τ", "L", "1")]),
     "09": Graph("Adam: the gradient feeds two moving averages", {
-        "g": (0, 0, "value"), "m ← β₁m + (1−β₁)g": (2.0, 0.7, "op"),
-        "v ← β₂v + (1−β₂)g²": (2.0, -0.7, "op"), "θ −= η m̂/(√v̂+ε)": (4.6, 0, "op"),
-        "θ": (6.4, 0, "value")},
-        [("g", "m ← β₁m + (1−β₁)g", ""), ("g", "v ← β₂v + (1−β₂)g²", ""),
-         ("m ← β₁m + (1−β₁)g", "θ −= η m̂/(√v̂+ε)", ""), ("v ← β₂v + (1−β₂)g²", "θ −= η m̂/(√v̂+ε)", ""),
-         ("θ −= η m̂/(√v̂+ε)", "θ", "")]),
+        "g": (0, 0, "value"), M_UPDATE: (2.0, 0.7, "op"), NU_UPDATE: (2.0, -0.7, "op"),
+        ADAM_STEP: (4.6, 0, "op"), "θ": (6.4, 0, "value")},
+        [("g", M_UPDATE, ""), ("g", NU_UPDATE, ""), (M_UPDATE, ADAM_STEP, ""), (NU_UPDATE, ADAM_STEP, ""),
+         (ADAM_STEP, "θ", "")]),
     "10": Graph("verification: one scalar f = Σ G·y, three oracles", {
         "x": (0, 0, "value"), "layer": (1.5, 0, "op"), "y": (2.9, 0, "value"),
         "Σ G·y": (4.3, 0, "op"), "f": (5.6, 0, "value")},
         [("x", "layer", "scratch / torch / finite diff."), ("layer", "y", "G"), ("y", "Σ G·y", "G"),
          ("Σ G·y", "f", "1")]),
     "11": Graph("elementwise activations: each backward is g times a local slope", {
-        "x": (0, 0, "value"), "σ(x), tanh(x), ...": (1.9, 0, "op"), "y": (3.8, 0, "value")},
-        [("x", "σ(x), tanh(x), ...", "g y(1−y), g(1−y²), ..."), ("σ(x), tanh(x), ...", "y", "g")]),
+        "x": (0, 0, "value"), "sigmoid(x), tanh(x), ...": (1.9, 0, "op"), "y": (3.8, 0, "value")},
+        [("x", "sigmoid(x), tanh(x), ...", "g y(1−y), g(1−y²), ..."), ("sigmoid(x), tanh(x), ...", "y", "g")]),
     "12": Graph("average pooling: add distributes, then scale", {
         "x": (0, 0, "value"), "window sum": (1.8, 0, "op"), "÷ divisor": (3.5, 0, "op"), "y": (5.0, 0, "value")},
         [("x", "window sum", "the same share to each entry"), ("window sum", "÷ divisor", "g / divisor"),
@@ -98,11 +105,11 @@ GRAPHS: dict[str, Graph] = {
         "input": (0, 0, "value"), "target": (0, 1.0, "value"), "ℓ(input, target)": (1.9, 0, "op"),
         "mean / sum": (3.7, 0, "op"), "L": (5.1, 0, "value")},
         [("input", "ℓ(input, target)", "dℓ/dinput · grad_output"), ("target", "ℓ(input, target)", ""),
-         ("ℓ(input, target)", "mean / sum", "1/N or 1"), ("mean / sum", "L", "1")]),
+         ("ℓ(input, target)", "mean / sum", "1/D or 1"), ("mean / sum", "L", "1")]),
     "14": Graph("SGD with momentum: the gradient feeds a velocity", {
-        "g": (0, 0, "value"), "b ← μb + g": (1.8, 0, "op"), "θ −= η b": (3.6, 0, "op"),
+        "g": (0, 0, "value"), "φ ← ρφ + g": (1.8, 0, "op"), "θ −= η φ": (3.6, 0, "op"),
         "θ": (5.1, 0, "value")},
-        [("g", "b ← μb + g", ""), ("b ← μb + g", "θ −= η b", ""), ("θ −= η b", "θ", "")]),
+        [("g", "φ ← ρφ + g", ""), ("φ ← ρφ + g", "θ −= η φ", ""), ("θ −= η φ", "θ", "")]),
 }
 
 

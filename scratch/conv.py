@@ -175,10 +175,11 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     faster one for this shape. The result is the same either way. ``cols_out`` is memory for the patch
     matrix, used when it has the right shape (see "Memory" in the module docstring).
 
-    ``groups = G`` splits the C input and O output channels into G groups; output group g sees only input
-    group g, and ``w`` is (O, C/G, kh, kw). The patch matrix's rows are channel-major, so its rows of
-    group g are one contiguous block of C/G*kh*kw rows, and the convolution is G independent products,
-    one ``np.matmul`` over a stack: ``y_g = w_g @ cols_g`` with ``w_g`` (O/G, C/G*kh*kw).
+    ``groups`` splits the C input and O output channels into that many groups; output group chi sees only
+    input group chi, and ``w`` is (O, C/groups, kh, kw). The patch matrix's rows are channel-major, so its
+    rows of group chi are one contiguous block of C/groups*kh*kw rows, and the convolution is ``groups``
+    independent products, one ``np.matmul`` over a stack: ``y_chi = w_chi @ cols_chi`` (``w_g @ cols_g``
+    in the code) with ``w_chi`` (O/groups, C/groups*kh*kw).
 
     Chapter: docs/03-convolution.md.
     """
@@ -249,11 +250,11 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
 
 
 def _grouped_conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool):
-    """:func:`conv2d_backward` for ``groups = G > 1``: the same three products, one per group.
+    """:func:`conv2d_backward` for ``groups > 1``: the same three products, one per group.
 
-    With ``g_g`` the upstream gradient of output group g and ``cols_g`` the patch rows of input group g:
-    ``dL/dw_g = g_g @ cols_g.T``, ``dL/dcols_g = w_g.T @ g_g``; input group g receives gradient only from
-    output group g. ``dL/db`` is per output channel, as without groups.
+    With ``g_chi`` the upstream gradient of output group chi and ``cols_chi`` the patch rows of input group
+    chi: ``dL/dw_chi = g_chi @ cols_chi.T``, ``dL/dcols_chi = w_chi.T @ g_chi``; input group chi receives
+    gradient only from output group chi. ``dL/db`` is per output channel, as without groups.
     """
     cols, weight, padded_shape, input_shape, stride, padding, dilation, has_bias, batch_last, groups = cache
     o, n = weight.shape[0], input_shape[0]
@@ -316,7 +317,7 @@ def _on_axis(a: np.ndarray, axis: int, index: slice) -> np.ndarray:
 def fold_zeros(grad: np.ndarray, before: int, after: int, axis: int) -> np.ndarray:
     """Zero padding copies nothing: the padded cells are constants, their gradient is dropped.
 
-    ``dL/dx[i] = dL/dxp[before + i]`` for ``0 <= i < size``: a crop.
+    ``dL/dx[a] = dL/dxp[before + a]`` for ``0 <= a < size``: a crop.
 
     Chapter: docs/03-convolution.md.
     """
@@ -324,7 +325,7 @@ def fold_zeros(grad: np.ndarray, before: int, after: int, axis: int) -> np.ndarr
 
 
 def fold_replicate(grad: np.ndarray, before: int, after: int, axis: int) -> np.ndarray:
-    """Replicate padding copies the edge cell: ``xp[p] = x[0]`` for the ``before`` cells, ``x[size-1]``
+    """Replicate padding copies the edge cell: ``xp[e] = x[0]`` for the ``before`` cells, ``x[size-1]``
     for the ``after`` cells. So::
 
         dL/dx[0]      += sum of dL/dxp over the before-cells
@@ -341,13 +342,13 @@ def fold_replicate(grad: np.ndarray, before: int, after: int, axis: int) -> np.n
 
 
 def fold_reflect(grad: np.ndarray, before: int, after: int, axis: int) -> np.ndarray:
-    """Reflect padding mirrors about the edge cell, without repeating it: ``xp[before - k] = x[k]`` and
-    ``xp[before + size - 1 + k] = x[size - 1 - k]`` for ``k = 1 .. pad`` (pad < size). So the before-cells,
+    """Reflect padding mirrors about the edge cell, without repeating it: ``xp[before - e] = x[e]`` and
+    ``xp[before + size - 1 + e] = x[size - 1 - e]`` for ``e = 1 .. pad`` (pad < size). So the before-cells,
     read backwards, add onto ``x[1 .. before]`` and the after-cells, read backwards, onto
     ``x[size - 1 - after .. size - 2]``::
 
-        dL/dx[k]            += dL/dxp[before - k]                 k = 1 .. before
-        dL/dx[size - 1 - k] += dL/dxp[before + size - 1 + k]      k = 1 .. after
+        dL/dx[e]            += dL/dxp[before - e]                 e = 1 .. before
+        dL/dx[size - 1 - e] += dL/dxp[before + size - 1 + e]      e = 1 .. after
 
     Chapter: docs/03-convolution.md.
     """
@@ -361,11 +362,11 @@ def fold_reflect(grad: np.ndarray, before: int, after: int, axis: int) -> np.nda
 
 def fold_circular(grad: np.ndarray, before: int, after: int, axis: int) -> np.ndarray:
     """Circular padding wraps around: the before-cells copy the *last* ``before`` cells in order,
-    ``xp[k] = x[size - before + k]``, the after-cells the *first* ``after``, ``xp[before + size + k] = x[k]``
+    ``xp[e] = x[size - before + e]``, the after-cells the *first* ``after``, ``xp[before + size + e] = x[e]``
     (pad <= size). So::
 
-        dL/dx[size - before + k] += dL/dxp[k]                    k = 0 .. before - 1
-        dL/dx[k]                 += dL/dxp[before + size + k]    k = 0 .. after - 1
+        dL/dx[size - before + e] += dL/dxp[e]                    e = 0 .. before - 1
+        dL/dx[e]                 += dL/dxp[before + size + e]    e = 0 .. after - 1
 
     Chapter: docs/03-convolution.md.
     """

@@ -327,8 +327,8 @@ def pixel_statistics(images: np.ndarray) -> tuple[float, float]:
     """Mean and standard deviation of uint8 ``images`` scaled to [0, 1], computed exactly from the
     histogram of the 256 pixel values (no float copy of the images)::
 
-        mean = sum_v h[v] (v / 255) / sum_v h[v]
-        std  = sqrt(sum_v h[v] (v / 255 - mean)^2 / sum_v h[v])     (the population std, as torchvision's)
+        mean = sum_x hist[x] (x / 255) / sum_x hist[x]
+        std  = sqrt(sum_x hist[x] (x / 255 - mean)^2 / sum_x hist[x])     (the population std, as torchvision's)
 
     Chapter: docs/01-overview.md.
     """

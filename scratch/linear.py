@@ -1,14 +1,14 @@
 """Fully connected layer (PyTorch's ``nn.Linear``), forward and backward.
 
-Notation (docs/07-linear-and-relu.md): input ``x`` (N, in), weight ``W`` (out, in), bias ``b`` (out,)::
+Notation (docs/07-linear-and-relu.md): input ``x`` (N, in), weight ``w`` (out, in), bias ``b`` (out,)::
 
-    y = x @ W.T + b                                  y: (N, out)
+    y = x @ w.T + b                                  y: (N, out)
 
-Each ``y[n, o] = sum_i x[n, i] W[o, i] + b[o]``, so with ``g = dL/dy`` (N, out)::
+Each ``y[n, o] = sum_i x[n, i] w[o, i] + b[o]``, so with ``g = dL/dy`` (N, out)::
 
-    dL/dW = g.T @ x        (out, in)     sum over the batch of outer products g[n] x[n]^T
+    dL/dw = g.T @ x        (out, in)     sum over the batch of outer products g[n] x[n]^T
     dL/db = g.sum(axis=0)  (out,)
-    dL/dx = g @ W          (N, in)
+    dL/dx = g @ w          (N, in)
 
 Extra leading axes (N, ..., in) are flattened into the batch, as PyTorch allows.
 """
@@ -22,7 +22,7 @@ from .module import Layer, Parameter, check_input, require_float_dtype
 
 
 def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None):
-    """``y = x W^T + b``. Returns ``(y, cache)``. (docs/07-linear-and-relu.md)"""
+    """``y = x w^T + b``. Returns ``(y, cache)``. (docs/07-linear-and-relu.md)"""
     y = x @ weight.T
     if bias is not None:
         y += bias
@@ -30,7 +30,7 @@ def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None):
 
 
 def linear_backward(grad_out: np.ndarray, cache):
-    """Gradients ``(dx, dW, db)`` from ``grad_out = dL/dy``. (docs/07-linear-and-relu.md)"""
+    """Gradients ``(dx, dw, db)`` from ``grad_out = dL/dy``. (docs/07-linear-and-relu.md)"""
     x, weight, has_bias = cache
     g2 = grad_out.reshape(-1, weight.shape[0])
     dweight = g2.T @ x.reshape(-1, weight.shape[1])

@@ -145,7 +145,7 @@ class _Loss:
 
 
 class MSELoss(_Loss):
-    """``nn.MSELoss``: ``l = (x - t)^2``; ``dl/dx = 2 (x - t)``. (docs/13-losses.md)"""
+    """``nn.MSELoss``: ``l = (x - tau)^2``; ``dl/dx = 2 (x - tau)``. (docs/13-losses.md)"""
 
     def forward(self, input: np.ndarray, target: np.ndarray):
         self._check_same_shape(input, target)
@@ -154,7 +154,7 @@ class MSELoss(_Loss):
 
 
 class L1Loss(_Loss):
-    """``nn.L1Loss`` (the guide's MAE): ``l = |x - t|``; ``dl/dx = sign(x - t)``, 0 at exactly ``x = t``
+    """``nn.L1Loss`` (the guide's MAE): ``l = |x - tau|``; ``dl/dx = sign(x - tau)``, 0 at exactly ``x = tau``
     (PyTorch's choice: ``sign(0) = 0``, a valid subgradient).
 
     Chapter: docs/13-losses.md.
@@ -167,7 +167,7 @@ class L1Loss(_Loss):
 
 
 class MeanBiasError(_Loss):
-    """The guide's mean bias error: ``l = x - t`` (signed; no PyTorch twin); ``dl/dx = 1``.
+    """The guide's mean bias error: ``l = x - tau`` (signed; no PyTorch twin); ``dl/dx = 1``.
 
     A diagnostic, not a training objective: its minimum is -infinity (docs/13-losses.md).
     """
@@ -214,10 +214,11 @@ class CrossEntropyLoss(_Loss):
         l[n] = -sum_k a[n, k] log pi[n, k]       log pi = log_softmax(z) over the classes
         dl[n]/dz[n, k] = (sum_k' a[n, k']) pi[n, k] - a[n, k]
 
-    Class indices: ``a[n, k] = w[tau_n] (1 - eps) [k == tau_n] + eps w[k] / K`` (``eps = label_smoothing``,
-    ``w = weight`` or ones), and ``a[n] = 0`` where ``tau_n == ignore_index``; "mean" divides by
-    ``sum_n w[tau_n]`` over the samples not ignored. Probabilities ``tau[n, k]``: ``a[n, k] = w[k] ((1 - eps)
-    tau[n, k] + eps / K)``; "mean" divides by the number of samples N*d1*... .
+    Class indices: ``a[n, k] = w[tau_n] (1 - eps_ls) [k == tau_n] + eps_ls w[k] / K`` (``eps_ls =
+    label_smoothing``, ``eps`` in the code; ``w = weight`` or ones), and ``a[n] = 0`` where
+    ``tau_n == ignore_index``; "mean" divides by ``sum_n w[tau_n]`` over the samples not ignored.
+    Probabilities ``tau[n, k]``: ``a[n, k] = w[k] ((1 - eps_ls) tau[n, k] + eps_ls / K)``; "mean" divides by
+    the number of samples N*d1*... .
     """
 
     def __init__(self, weight: np.ndarray | None = None, ignore_index: int = -100, reduction: str = "mean",
@@ -282,14 +283,14 @@ class MultiMarginLoss(_Loss):
     """``nn.MultiMarginLoss(p=1, margin=1.0, weight=None, reduction="mean")``: the multi-class hinge.
 
     For scores ``x`` (N, K) (or (K,), one sample) and target classes ``tau`` (N,), with
-    ``z[n, j] = margin - x[n, tau_n] + x[n, j]`` and the exponent ``P = p``::
+    ``xi[n, k] = margin - x[n, tau_n] + x[n, k]`` (``z`` in the code) and the exponent ``P = p``::
 
-        l[n] = w[tau_n] / K * sum_{j != tau_n} max(0, z[n, j])^P
-        dl[n]/dx[n, j] = w[tau_n] / K * P z^(P-1) [z > 0]          (j != tau_n)
-        dl[n]/dx[n, tau_n] = -sum_{j != tau_n} dl[n]/dx[n, j]
+        l[n] = w[tau_n] / K * sum_{k != tau_n} max(0, xi[n, k])^P
+        dl[n]/dx[n, k] = w[tau_n] / K * P xi^(P-1) [xi > 0]        (k != tau_n)
+        dl[n]/dx[n, tau_n] = -sum_{k != tau_n} dl[n]/dx[n, k]
 
     The division by the number of classes K is PyTorch's (the guide's hinge has none). At exactly
-    ``z = 0`` the gradient is 0, as in PyTorch (its kernel tests ``z > 0``).
+    ``xi = 0`` the gradient is 0, as in PyTorch (its kernel tests ``xi > 0``).
 
     Chapter: docs/13-losses.md.
     """

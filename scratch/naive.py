@@ -78,9 +78,10 @@ def unpad_gradient_naive(grad_padded, input_shape, pads, mode="zeros"):
 
 def conv2d_forward_naive(x, weight, bias, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
                          padding_mode="zeros"):
-    """``y[n, o, i, j] = b[o] + sum_{c,u,v} w[o, c, u, v] xp[n, g C/G + c, s i + d u, s j + d v]``.
+    """``y[n, o, i, j] = b[o] + sum_{c,u,v} w[o, c, u, v] xp[n, chi C/groups + c, s i + d u, s j + d v]``.
 
-    ``g = o // (O/G)`` is output channel o's group: it sees only the C/G input channels of its group.
+    ``chi = o // (O/groups)`` is output channel o's group (``g`` in the loop): it sees only the C/groups input
+    channels of its group.
     ``padding`` is (ph, pw) or (top, bottom, left, right); ``xp`` is :func:`pad_naive` of ``x``.
 
     Chapter: docs/03-convolution.md.

@@ -5,12 +5,13 @@ Notation (docs/09-adam.md), for one parameter ``theta`` with gradient ``g`` at s
     g      = g + weight_decay * theta            (Adam only: L2 penalty folded into the gradient)
     theta  = theta * (1 - lr * weight_decay)     (AdamW only: decoupled decay, applied to theta)
     m      = m + (1 - beta1) * (g - m)           first moment   (= beta1 m + (1 - beta1) g)
-    v      = beta2 * v + (1 - beta2) * g^2       second moment
-    v_max  = max(v_max, v)                       (amsgrad only; then v_max replaces v below)
-    m_hat  = m / (1 - beta1^t)                   bias corrections: m and v start at zero
-    theta  = theta - lr * m_hat / (sqrt(v / (1 - beta2^t)) + eps)
+    nu     = beta2 * nu + (1 - beta2) * g^2      second moment  (``v`` in the code)
+    nu_max = max(nu_max, nu)                     (amsgrad only; then nu_max replaces nu below)
+    m_hat  = m / (1 - beta1^t)                   bias corrections: m and nu start at zero
+    theta  = theta - lr * m_hat / (sqrt(nu / (1 - beta2^t)) + eps)
 
-``t`` is incremented *before* it is used, so the first step already divides by ``1 - beta^1``, and
+``t`` is incremented *before* it is used, so the first step already divides by ``1 - beta1^1`` and
+``1 - beta2^1``, and
 ``eps`` is added *after* the square root. Each line is written in the order and form PyTorch's
 single-tensor implementation uses (``lerp`` for m, the step size ``lr / (1 - beta1^t)``), so that
 float64 trajectories agree to the last bits.
@@ -192,7 +193,7 @@ class SGD(Optimizer):
         g     = g + momentum * phi  (nesterov)   or   g = phi  (classical momentum)
         theta = theta - lr * g
 
-    ``phi`` is ``momentum_buffer`` and ``momentum`` the docs' rho.
+    ``phi`` is ``momentum_buffer``, ``momentum`` the docs' rho and ``dampening`` their zeta.
 
     With ``momentum = 0`` this is plain gradient descent ``theta -= lr * g``; whether it is batch,
     stochastic or mini-batch gradient descent depends only on how many samples ``g`` was averaged over.
@@ -252,7 +253,7 @@ class Adagrad(Optimizer):
 
         g     = g + weight_decay * theta
         clr   = lr / (1 + (t - 1) * lr_decay)
-        sum   = sum + g^2                           (starts at initial_accumulator_value)
+        sum   = sum + g^2                           (starts at initial_accumulator_value; the docs' Sigma)
         theta = theta - clr * g / (sqrt(sum) + eps)
 
     Chapter: docs/14-optimizers.md.
@@ -297,9 +298,9 @@ class RMSprop(Optimizer):
     centered=False)``::
 
         g     = g + weight_decay * theta
-        v     = alpha * v + (1 - alpha) * g^2        square_avg
+        nu    = alpha * nu + (1 - alpha) * g^2      square_avg (``v`` in the code)
         m     = m + (1 - alpha) * (g - m)            grad_avg (centered only)
-        avg   = sqrt(v - m^2) + eps  (centered)  or  sqrt(v) + eps
+        avg   = sqrt(nu - m^2) + eps  (centered)  or  sqrt(nu) + eps
         phi   = momentum * phi + g / avg             momentum_buffer (momentum > 0 only)
         theta = theta - lr * phi   (momentum > 0)  or  theta - lr * g / avg
 
