@@ -21,7 +21,8 @@ Printed:
   (:func:`peak_step_memory`);
 * last, exactly one line ``numpy/torch train-step time ratio: X.XX``.
 
-Threads: ``--threads`` (default: every core) goes to ``torch.set_num_threads`` and, through the
+Threads: ``--threads`` (default: every core) goes to ``torch.set_num_threads``, to scratch's own
+worker threads (``SIMPLECNN_THREADS``, scratch/parallel.py) and, through the
 ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` environment variables, to NumPy's
 BLAS. Those are read when NumPy loads its BLAS, so they are set before NumPy is imported; a value already
 in the environment wins (and is reported).
@@ -68,6 +69,7 @@ ARGS = parse_args()
 for _var in BLAS_ENV:                      # before NumPy (and torch, which loads NumPy) is imported
     os.environ.setdefault(_var, str(ARGS.threads))
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # no spinning BLAS threads during torch's steps
+os.environ.setdefault("SIMPLECNN_THREADS", str(ARGS.threads))   # scratch's own threads (scratch/parallel.py)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
@@ -315,7 +317,8 @@ def main() -> None:
     blas = {v: os.environ[v] for v in BLAS_ENV + ("OPENBLAS_THREAD_TIMEOUT",)}
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}, "
           f"numpy {np.__version__}, torch {torch.__version__}")
-    print(f"threads: torch {torch.get_num_threads()}, numpy BLAS env {blas}")
+    print(f"threads: torch {torch.get_num_threads()}, numpy BLAS env {blas}, "
+          f"scratch's elementwise passes {scratch.parallel.workers()}")
     print(f"batch {args.batch_size}, float32, {args.warmup} warm-up + {args.steps} timed steps each, "
           f"numpy and torch alternating")
 

@@ -8,6 +8,7 @@ in ``activations``), average pooling (``AvgPool2d`` in ``pool``), the loss class
 ``Adagrad``, ``RMSprop`` (in ``optim``). ``guide`` holds the guide's API (``setup_model_for_training``,
 ``get_mnist_dataloaders``, ``train_model``, ``evaluate_model``, ``plot_training_losses``). ``naive`` holds the loop
 versions used as a second oracle, ``numerical`` the finite-difference one.
+``parallel`` splits the memory-bound passes (im2col, col2im, batch-norm, ...) between the cores.
 
 This package never imports torch.
 """

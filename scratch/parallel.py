@@ -133,8 +133,9 @@ def run(body: Callable[[slice], object], length: int, numbers: int) -> None:
 def split_call(function: Callable[..., object], *args, out: np.ndarray) -> np.ndarray:
     """``function(*args, out=out)`` computed in parts along axis 0, all at once, and ``out`` returned.
 
-    Every array argument with ``out``'s number of dimensions and first axis is cut like ``out``; any other
-    argument (a scalar, a per-channel constant of shape (1, C, 1, 1)) goes whole to every part. So
+    Every array argument with at least ``out``'s number of dimensions and ``out``'s first axis is cut like
+    ``out``; any other argument (a scalar, a per-channel constant of shape (1, C, 1, 1)) goes whole to every
+    part. So
     ``split_call(np.subtract, x, mu, out=x_hat)`` is ``np.subtract(x, mu, out=x_hat)`` on every core.
     ``function`` must act on each index of axis 0 on its own (a ufunc, or an ``np.einsum`` that keeps that
     axis), which is what makes the parts exact.
@@ -147,10 +148,10 @@ def split_call(function: Callable[..., object], *args, out: np.ndarray) -> np.nd
     length = out.shape[0]
 
     def is_cut(a) -> bool:
-        return isinstance(a, np.ndarray) and a.ndim == out.ndim and a.shape[0] == length
+        return isinstance(a, np.ndarray) and a.ndim >= out.ndim and a.shape[0] == length
 
     def body(part: slice) -> None:
         function(*(a[part] if is_cut(a) else a for a in args), out=out[part])
 
-    run(body, length, out.size)
+    run(body, length, out.size + sum(a.size for a in args if is_cut(a)))
     return out
