@@ -204,7 +204,8 @@ def test_relu_and_dropout(workers):
     same_with_workers(workers, compute)
 
 
-@pytest.mark.parametrize("optimizer, options", [(scratch.Adam, {}), (scratch.Adam, {"amsgrad": True, "weight_decay": 0.1}),
+@pytest.mark.parametrize("optimizer, options", [(scratch.Adam, {}),
+                                                (scratch.Adam, {"amsgrad": True, "weight_decay": 0.1}),
                                                 (scratch.AdamW, {})])
 def test_adam_steps(workers, optimizer, options):
     start = {"w": images((7, 5), np.float64), "b": images((7,), np.float64), "s": np.array(0.5)}
