@@ -95,13 +95,14 @@ def parts(length: int, numbers: int) -> list[slice]:
 
     Chapter: docs/03-convolution.md.
     """
-    count = min(_workers, length) if numbers >= MIN_NUMBERS and not getattr(_inside, "active", False) else 1
-    count = max(count, 1)
+    worth_splitting = numbers >= MIN_NUMBERS and not getattr(_inside, "active", False)
+    count = max(1, min(_workers, length)) if worth_splitting else 1
     bounds = [length * k // count for k in range(count + 1)]
     return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def _body_in_worker(body: Callable[[slice], object], part: slice) -> None:
+def _run_part(body: Callable[[slice], object], part: slice) -> None:
+    """``body(part)``, marked as running inside a body: a :func:`run` it calls stays in its thread."""
     _inside.active = True
     try:
         body(part)
@@ -122,9 +123,9 @@ def run(body: Callable[[slice], object], length: int, numbers: int) -> None:
         return
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=_workers - 1, thread_name_prefix="simplecnn")
-    futures = [_pool.submit(_body_in_worker, body, part) for part in pieces[1:]]
+    futures = [_pool.submit(_run_part, body, part) for part in pieces[1:]]
     try:
-        _body_in_worker(body, pieces[0])
+        _run_part(body, pieces[0])
     finally:
         for future in futures:
             future.result()
