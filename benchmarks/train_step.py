@@ -5,14 +5,15 @@
 
 Both networks start from the same weights (the scratch model's state dict loaded into torch) and see the
 same batches. A train step is forward, cross-entropy, backward and an Adam step; the two
-implementations *alternate* step by step, so a slow-down caused by something else on the machine hits
-both alike and the ratio of the medians stays meaningful on a busy machine.
+implementations *alternate* in short blocks (``--block``, 5 steps), so a slow-down caused by something
+else on the machine hits both alike and the ratio of the medians stays meaningful on a busy machine.
 
 Printed:
 * median ms per train step for each implementation;
 * the NumPy step layer by layer (forward and backward of every layer, the loss, Adam), measured in
   separate instrumented steps so the timers do not disturb the step timed above;
-* the same for evaluation (``model.eval()`` under ``no_grad``: a forward with no backward caches);
+* the same for evaluation (``model.eval()`` under ``no_grad``: a forward with no backward caches, in the
+  merged steps of scratch/inference.py);
 * the machine's float32 matrix-product speed, measured in the same run (the median of repeated
   ``(1024, 1024) @ (1024, 1024)`` products on the same threads), and the fraction of it that each
   implementation's step reaches, counting the multiply-adds of the network's convolutions and linear
@@ -33,6 +34,15 @@ torch, that spinning thread would hold a core during torch's whole step and make
 2-core machine. ``OPENBLAS_THREAD_TIMEOUT=4`` (the minimum: 2^4 cycles) makes them sleep at once; on its
 own, NumPy's step is not measurably slower with it. The script sets it unless the environment already
 does.
+
+Blocks: torch's OpenMP threads spin the same way after each of its parallel operations, which is what
+makes torch's own back-to-back operations fast. But the first NumPy step after a torch step then shares
+its cores with a spinning thread. Measured on a 2-core AMD EPYC, that first step takes 33-36 ms against
+30 ms for the NumPy steps that follow it, and an evaluation 12-16 ms against 9-10. Torch's first step
+after a NumPy step is as fast as its others. Making torch's threads sleep at once (``OMP_WAIT_POLICY=PASSIVE``)
+would slow every torch step instead (24 to 28-32 ms there). So the two implementations alternate in
+blocks, and the first step of each block, which pays for the other's threads, is not timed.
+``--block 1`` alternates step by step and times every step, as earlier versions of this script did.
 """
 
 from __future__ import annotations
@@ -52,12 +62,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=100, help="timed steps per implementation")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (caches, allocator)")
+    parser.add_argument("--block", type=int, default=5,
+                        help="steps of one implementation in a row; the first of each block is not timed "
+                             "(1: alternate step by step, all timed)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads and NumPy BLAS threads (default: the machine's cores)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    for name in ("steps", "batch_size", "threads"):
+    for name in ("steps", "batch_size", "threads", "block"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.warmup < 0:
@@ -127,6 +140,30 @@ def torch_eval(model, x) -> None:
         model(x)
 
 
+def timed_in_blocks(numpy_step, torch_step, batches, args) -> tuple[list[float], list[float]]:
+    """Seconds per step of each implementation: ``args.warmup`` untimed steps each, then blocks of
+    ``args.block`` steps of one implementation and then of the other, until each has ``args.steps``
+    timed steps. The first step of every block is not timed (module docstring, "Blocks"), except with
+    ``--block 1``, which alternates step by step and times every step.
+    """
+    clock = time.perf_counter
+    for i in range(args.warmup):
+        numpy_step(*batches[i % len(batches)])
+        torch_step(*batches[i % len(batches)])
+    times: tuple[list[float], list[float]] = ([], [])
+    first_timed = 0 if args.block == 1 else 1
+    i = 0
+    while len(times[0]) < args.steps:
+        for step, timed in zip((numpy_step, torch_step), times, strict=True):
+            for j in range(args.block):
+                t0 = clock()
+                step(*batches[(i + j) % len(batches)])
+                if j >= first_timed and len(timed) < args.steps:
+                    timed.append(clock() - t0)
+        i += args.block
+    return times
+
+
 # --- the NumPy step, layer by layer -----------------------------------------------------------------
 def numpy_train_step_by_layer(model, opt, x, y, times: dict[str, list[float]]) -> None:
     """The same step as :func:`numpy_train_step`, with a timer around every layer's forward/backward."""
@@ -148,30 +185,32 @@ def numpy_train_step_by_layer(model, opt, x, y, times: dict[str, list[float]]) -
 
 
 def numpy_eval_by_layer(model, x, times: dict[str, list[float]]) -> None:
+    """The evaluation forward step by step: the layers as ``model(x)`` runs them under ``no_grad``, with a
+    convolution and its batch-norm, and a ReLU and its max-pool, merged (scratch/inference.py)."""
     clock = time.perf_counter
     with scratch.no_grad():
-        for name, layer in model.layers.items():
+        for name, step in scratch.inference_steps(model.layers):
             t0 = clock()
-            x = layer.forward(x)
+            x = step(x)
             times[f"{name} fwd"].append(clock() - t0)
 
 
-def print_breakdown(title: str, model, times: dict[str, list[float]], with_backward: bool) -> None:
+def print_breakdown(title: str, names, times: dict[str, list[float]], with_backward: bool) -> None:
     median = {k: ms(statistics.median(v)) for k, v in times.items()}
     total = sum(median.values())
     print(f"\n{title} (median ms; sum of medians {total:.2f} ms)")
-    header = f"  {'layer':<10} {'forward':>9}" + (f" {'backward':>9} {'total':>9}" if with_backward else "")
+    header = f"  {'layer':<12} {'forward':>9}" + (f" {'backward':>9} {'total':>9}" if with_backward else "")
     print(header + f" {'share':>7}")
-    for name in model.layers:
+    for name in names:
         fwd = median[f"{name} fwd"]
         bwd = median.get(f"{name} bwd", 0.0) if with_backward else 0.0
-        row = f"  {name:<10} {fwd:9.2f}" + (f" {bwd:9.2f} {fwd + bwd:9.2f}" if with_backward else "")
+        row = f"  {name:<12} {fwd:9.2f}" + (f" {bwd:9.2f} {fwd + bwd:9.2f}" if with_backward else "")
         print(row + f" {100 * (fwd + bwd) / total:6.1f}%")
     if "loss" in median:   # the loss runs between the forward and the backward passes
-        print(f"  {'loss':<10} {median['loss']:9.2f} {'':>9} {median['loss']:9.2f} "
+        print(f"  {'loss':<12} {median['loss']:9.2f} {'':>9} {median['loss']:9.2f} "
               f"{100 * median['loss'] / total:6.1f}%")
     if "adam" in median:
-        print(f"  {'adam':<10} {'':>9} {'':>9} {median['adam']:9.2f} {100 * median['adam'] / total:6.1f}%")
+        print(f"  {'adam':<12} {'':>9} {'':>9} {median['adam']:9.2f} {100 * median['adam'] / total:6.1f}%")
 
 
 # --- how far from the hardware ------------------------------------------------------------------------
@@ -320,49 +359,36 @@ def main() -> None:
     print(f"threads: torch {torch.get_num_threads()}, numpy BLAS env {blas}, "
           f"scratch's elementwise passes {scratch.parallel.workers()}")
     print(f"batch {args.batch_size}, float32, {args.warmup} warm-up + {args.steps} timed steps each, "
-          f"numpy and torch alternating")
+          f"numpy and torch in alternating blocks of {args.block} steps"
+          + (" (the first of each not timed)" if args.block > 1 else ""))
 
-    clock = time.perf_counter
-    # Train steps: numpy, torch, then an instrumented numpy step for the layer breakdown.
+    # Train steps, in blocks of each implementation; then instrumented numpy steps for the breakdown.
     np_model.train(), t_model.train()
-    np_times, t_times = [], []
+    np_times, t_times = timed_in_blocks(lambda x, y, tx, ty: numpy_train_step(np_model, np_opt, x, y),
+                                        lambda x, y, tx, ty: torch_train_step(t_model, t_opt, tx, ty),
+                                        batches, args)
     by_layer: dict[str, list[float]] = {k: [] for k in
                                         [f"{n} {d}" for n in np_model.layers for d in ("fwd", "bwd")]
                                         + ["loss", "adam"]}
-    for i in range(args.warmup + args.steps):
-        x, y, tx, ty = batches[i % len(batches)]
-        t0 = clock()
-        numpy_train_step(np_model, np_opt, x, y)
-        t1 = clock()
-        torch_train_step(t_model, t_opt, tx, ty)
-        t2 = clock()
-        if i >= args.warmup:
-            np_times.append(t1 - t0)
-            t_times.append(t2 - t1)
-            numpy_train_step_by_layer(np_model, np_opt, x, y, by_layer)
+    for i in range(args.steps):
+        x, y, _, _ = batches[i % len(batches)]
+        numpy_train_step_by_layer(np_model, np_opt, x, y, by_layer)
 
     # Evaluation: eval mode, no gradient bookkeeping.
     np_model.eval(), t_model.eval()
-    np_eval, t_eval = [], []
-    eval_by_layer: dict[str, list[float]] = {f"{n} fwd": [] for n in np_model.layers}
-    for i in range(args.warmup + args.steps):
-        x, _, tx, _ = batches[i % len(batches)]
-        t0 = clock()
-        numpy_eval(np_model, x)
-        t1 = clock()
-        torch_eval(t_model, tx)
-        t2 = clock()
-        if i >= args.warmup:
-            np_eval.append(t1 - t0)
-            t_eval.append(t2 - t1)
-            numpy_eval_by_layer(np_model, x, eval_by_layer)
+    np_eval, t_eval = timed_in_blocks(lambda x, y, tx, ty: numpy_eval(np_model, x),
+                                      lambda x, y, tx, ty: torch_eval(t_model, tx), batches, args)
+    eval_steps = [name for name, _ in scratch.inference_steps(np_model.layers)]
+    eval_by_layer: dict[str, list[float]] = {f"{n} fwd": [] for n in eval_steps}
+    for i in range(args.steps):
+        numpy_eval_by_layer(np_model, batches[i % len(batches)][0], eval_by_layer)
 
     np_step, t_step = ms(statistics.median(np_times)), ms(statistics.median(t_times))
     np_ev, t_ev = ms(statistics.median(np_eval)), ms(statistics.median(t_eval))
     print(f"\ntrain step: numpy {np_step:.2f} ms, torch {t_step:.2f} ms (median)")
     print(f"evaluation: numpy {np_ev:.2f} ms, torch {t_ev:.2f} ms (median)")
-    print_breakdown("numpy train step by layer", np_model, by_layer, with_backward=True)
-    print_breakdown("numpy evaluation forward by layer", np_model, eval_by_layer, with_backward=False)
+    print_breakdown("numpy train step by layer", np_model.layers, by_layer, with_backward=True)
+    print_breakdown("numpy evaluation forward by step", eval_steps, eval_by_layer, with_backward=False)
 
     gflops = matmul_gflops()
     train_flops, eval_flops = step_flops(np_model, args.batch_size)

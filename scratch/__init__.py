@@ -54,6 +54,7 @@ from .guide import (
                           setup_model_for_training,
                           train_model,
 )
+from .inference import fold_batchnorm, inference_forward, inference_steps
 from .linear import Linear, linear_backward, linear_forward
 from .loss import (
                           CrossEntropyLoss,
@@ -119,8 +120,11 @@ __all__ = [
                           "dropout_backward",
                           "dropout_forward",
                           "evaluate_model",
+                          "fold_batchnorm",
                           "get_mnist_dataloaders",
                           "grad_enabled",
+                          "inference_forward",
+                          "inference_steps",
                           "leaky_relu_backward",
                           "leaky_relu_forward",
                           "linear_backward",

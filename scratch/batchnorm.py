@@ -120,6 +120,22 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarra
     return y, (x_hat, inv_std, gamma, training)
 
 
+def inference_affine(gamma: np.ndarray | None, beta: np.ndarray | None, running_mean: np.ndarray,
+                     running_var: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation mode's layer as one affine map per channel, ``y = x * scale + shift``, in float64::
+
+        scale = gamma * inv_std,   shift = beta - running_mean * scale,   inv_std = 1 / sqrt(running_var + eps)
+
+    (gamma = 1 and beta = 0 where the layer has none.)
+
+    Chapter: docs/05-batch-normalization.md.
+    """
+    inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+    scale = inv_std if gamma is None else gamma * inv_std
+    shift = -running_mean * scale if beta is None else beta - running_mean * scale
+    return scale, shift
+
+
 def batchnorm2d_inference(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
                           running_mean: np.ndarray, running_var: np.ndarray, eps: float) -> np.ndarray:
     """``y`` in evaluation mode alone, for forward passes that keep no cache (``no_grad``).
@@ -135,9 +151,7 @@ def batchnorm2d_inference(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndar
 
     Chapter: docs/05-batch-normalization.md.
     """
-    inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
-    scale = inv_std if gamma is None else gamma * inv_std
-    shift = -running_mean * scale if beta is None else beta - running_mean * scale
+    scale, shift = inference_affine(gamma, beta, running_mean, running_var, eps)
     y = split(np.multiply, x, _channel(scale.astype(x.dtype)), out=np.empty_like(x))
     return split(np.add, y, _channel(shift.astype(x.dtype)), out=y)
 

@@ -57,7 +57,7 @@ import numpy as np
 
 from . import parallel
 from .init import default_weight_and_bias
-from .module import Layer, Parameter, as_pair, check_image_input, require_float_dtype
+from .module import Layer, Parameter, as_pair, check_image_input, grad_enabled, require_float_dtype
 
 Pair = tuple[int, int]
 
@@ -467,6 +467,14 @@ class Conv2d(Layer):
         return (self.padding_mode != "zeros" and any(self._pads)) or top != bottom or left != right
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.forward_with(x, self.weight.data, None if self.bias is None else self.bias.data)
+
+    def forward_with(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        """This layer's convolution (padding, stride, groups, ...) with other weights of the same shapes:
+        :meth:`forward` passes the layer's own; scratch/inference.py passes weights with a batch-norm
+        folded in, under ``no_grad`` only (a backward pass computes the gradient of the layer's own weights)."""
+        if grad_enabled() and weight is not self.weight.data:
+            raise RuntimeError(f"{self.name}: forward_with other weights runs under no_grad() only")
         x, unbatched = check_image_input(self, x, self.weight.data.dtype, self.in_channels)
         (kh, kw), (dh, dw) = self.kernel_size, self.dilation
         top, bottom, left, right = self._pads
@@ -478,11 +486,10 @@ class Conv2d(Layer):
             x, padding = pad_input(x, self._pads, self.padding_mode), (0, 0)
         else:
             padding = (top, left)
-        bias = self.bias.data if self.bias is not None else None
         # Recycle the last patch matrix only once its backward pass is done: while a cache is pending,
         # its patches must stay intact.
         free_cols = self._cols if self._cache is None else None
-        y, cache = conv2d_forward(x, self.weight.data, bias, self.stride, padding, self.dilation,
+        y, cache = conv2d_forward(x, weight, bias, self.stride, padding, self.dilation,
                                   cols_out=free_cols, groups=self.groups)
         self._cols = cache[0]
         self._keep((cache, unbatched))

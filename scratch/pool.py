@@ -133,12 +133,16 @@ def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair =
 
 
 def maxpool2d_inference(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
-                        dilation: Pair = (1, 1), ceil_mode: bool = False) -> np.ndarray:
+                        dilation: Pair = (1, 1), ceil_mode: bool = False, floor: float | None = None) -> np.ndarray:
     """``y = maxpool(x)`` alone, for forward passes that keep no cache (evaluation under ``no_grad``).
 
     The same maximum as :func:`maxpool2d_forward` without the ``candidates`` array that only the
     winners need: a running ``np.maximum`` over the kh*kw strided slices, written into ``y``. Max is
     exact, so the result is bit-identical (NaN propagates through ``np.maximum`` as through ``max``).
+
+    ``floor`` starts every window's running maximum there: ``max(floor, window)``. With ``floor=0`` that is
+    the max-pool of ReLU's output, ``max(relu(window)) = max(0, window)``, computed without ReLU's pass
+    (scratch/inference.py).
 
     Chapter: docs/04-max-pooling.md.
     """
@@ -148,7 +152,11 @@ def maxpool2d_inference(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair
     y = np.empty((n, c, ho, wo), dtype=x.dtype)
 
     def pool_images(part: slice) -> None:          # the images ``part``, on one core (scratch/parallel.py)
-        y[part] = _window_entry(x_pad[part], 0, kernel, stride, dilation, (ho, wo))
+        first = _window_entry(x_pad[part], 0, kernel, stride, dilation, (ho, wo))
+        if floor is None:
+            y[part] = first
+        else:
+            np.maximum(first, x.dtype.type(floor), out=y[part])
         for k in range(1, kh * kw):
             np.maximum(y[part], _window_entry(x_pad[part], k, kernel, stride, dilation, (ho, wo)), out=y[part])
 
@@ -257,16 +265,10 @@ class MaxPool2d(Layer):
                              f"{self.kernel_size} (as PyTorch requires)")
 
     def forward(self, x: np.ndarray):
-        x, unbatched = check_image_input(self, x)
-        for size, k, p, d in zip(x.shape[2:], self.kernel_size, self.padding, self.dilation, strict=True):
-            if size + 2 * p < d * (k - 1) + 1:
-                raise ValueError(f"{self.name}: input {x.shape[2]}x{x.shape[3]} (padding {self.padding}) "
-                                 f"is smaller than the kernel {self.kernel_size} (dilation {self.dilation})")
-        geometry = (self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
         if not grad_enabled() and not self.return_indices:
-            y = maxpool2d_inference(x, *geometry)    # no cache to keep: skip the winners' candidates
-            return y[0] if unbatched else y
-        y, cache = maxpool2d_forward(x, *geometry)
+            return self.inference(x)       # no cache to keep: skip the winners' candidates
+        x, unbatched = self._checked_input(x)
+        y, cache = maxpool2d_forward(x, *self._geometry)
         self._keep((cache, unbatched))
         if unbatched:
             y = y[0]
@@ -274,6 +276,26 @@ class MaxPool2d(Layer):
             indices = maxpool2d_indices(cache)
             return y, (indices[0] if unbatched else indices)
         return y
+
+    def inference(self, x: np.ndarray, floor: float | None = None) -> np.ndarray:
+        """The output alone, keeping nothing, with every window's maximum started at ``floor``
+        (:func:`maxpool2d_inference`): ``floor=0`` pools ReLU's output without running the ReLU."""
+        x, unbatched = self._checked_input(x)
+        y = maxpool2d_inference(x, *self._geometry, floor=floor)
+        return y[0] if unbatched else y
+
+    @property
+    def _geometry(self) -> tuple[Pair, Pair, Pair, Pair, bool]:
+        return self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
+
+    def _checked_input(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
+        """``x`` as (N, C, H, W) and whether it was one unbatched image, once it is known to fit the kernel."""
+        x, unbatched = check_image_input(self, x)
+        for size, k, p, d in zip(x.shape[2:], self.kernel_size, self.padding, self.dilation, strict=True):
+            if size + 2 * p < d * (k - 1) + 1:
+                raise ValueError(f"{self.name}: input {x.shape[2]}x{x.shape[3]} (padding {self.padding}) "
+                                 f"is smaller than the kernel {self.kernel_size} (dilation {self.dilation})")
+        return x, unbatched
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         cache, unbatched = self._take_cache()
