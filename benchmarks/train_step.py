@@ -35,6 +35,10 @@ torch, that spinning thread would hold a core during torch's whole step and make
 own, NumPy's step is not measurably slower with it. The script sets it unless the environment already
 does.
 
+Memory: importing scratch tells glibc's allocator to keep freed blocks in the process
+(scratch/memory.py), so that steps stop paying page faults for fresh pages. The setting is the
+process's, so torch's steps here get it too, and so do both memory children below.
+
 Blocks: torch's OpenMP threads spin the same way after each of its parallel operations, which is what
 makes torch's own back-to-back operations fast. But the first NumPy step after a torch step then shares
 its cores with a spinning thread. Measured on a 2-core AMD EPYC, that first step takes 33-36 ms against

@@ -8,7 +8,8 @@ in ``activations``), average pooling (``AvgPool2d`` in ``pool``), the loss class
 ``Adagrad``, ``RMSprop`` (in ``optim``). ``guide`` holds the guide's API (``setup_model_for_training``,
 ``get_mnist_dataloaders``, ``train_model``, ``evaluate_model``, ``plot_training_losses``). ``naive`` holds the loop
 versions used as a second oracle, ``numerical`` the finite-difference one.
-``parallel`` splits the memory-bound passes (im2col, col2im, batch-norm, ...) between the cores.
+``parallel`` splits the memory-bound passes (im2col, col2im, batch-norm, ...) between the cores;
+``memory`` keeps freed arrays in the process; ``inference`` merges layers for evaluation.
 
 This package never imports torch.
 """
@@ -21,6 +22,13 @@ import os
 # at once. OpenBLAS reads this when NumPy loads it, so it takes effect when scratch is imported before
 # NumPy (as the simplecnn command does); a value already in the environment wins.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+# Freed arrays stay in the process instead of going back to the operating system, so that the next
+# training step does not pay a page fault for every 4 KiB of them (scratch/memory.py; SIMPLECNN_KEEP_MEMORY=0
+# turns this off).
+from .memory import keep_freed_memory_unless_disabled
+
+keep_freed_memory_unless_disabled()
 
 from .activations import (
                           Flatten,
