@@ -22,8 +22,11 @@ Rules that keep it exact and simple:
 * Bodies never call BLAS: the products keep their own threads, and the two kinds never compete.
 * A call from inside a body runs serially (no thread waits for a thread of its own pool).
 * Work of fewer than :data:`MIN_NUMBERS` numbers is not split: waking a thread and handing it a part
-  costs 20 to 100 microseconds (more on a virtual machine, whose idle core must be woken too), as much
-  as a pass over such an array takes.
+  costs 20 to 100 microseconds (more on a virtual machine, whose idle core must be woken too), and a
+  pass over an array of a few hundred thousand numbers takes about as long. Measured on a 2-core AMD
+  EPYC: batch-norm 2's forward and backward passes ((64, 64, 8, 8), 262,144 numbers) took 1.3 and 1.1 ms
+  split in two and 0.39 and 0.35 ms in one thread, while batch-norm 1's ((64, 32, 24, 24), 1.2 million
+  numbers) took 1.8 and 1.8 ms split against 2.7 and 2.0 ms in one thread.
 
 ``SIMPLECNN_THREADS`` (an integer >= 1) sets the number of workers; the default is the number of
 cores this process may use. ``SIMPLECNN_THREADS=1`` runs everything in the calling thread.
@@ -41,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 #: Work (in numbers touched) below which :func:`run` does not split.
-MIN_NUMBERS = 1 << 18
+MIN_NUMBERS = 1 << 20
 
 
 def _available_cores() -> int:
