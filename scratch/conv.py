@@ -83,8 +83,13 @@ def to_batch_last(a: np.ndarray) -> np.ndarray:
     block. Each block is small enough to stay in cache while it is transposed; a one-step transpose
     jumps across the whole array for every number it writes, and is ~5x slower.
 
+    An ``a`` that is already batch last in memory (the (N, C, H, W) view :func:`conv2d_forward` returns
+    with ``batch_last_output``) is returned as that (C, H, W, N) array, without a copy.
+
     Chapter: docs/03-convolution.md.
     """
+    if a.transpose(1, 2, 3, 0).flags.c_contiguous:
+        return a.transpose(1, 2, 3, 0)
     a_cn = np.ascontiguousarray(a.transpose(1, 0, 2, 3))          # (C, N, H, W)
     return np.ascontiguousarray(a_cn.transpose(0, 2, 3, 1))        # (C, H, W, N)
 
@@ -168,12 +173,16 @@ def col2im(dcols: np.ndarray, padded_shape: tuple[int, ...], stride: Pair, dilat
 
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                    stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1),
-                   batch_last: bool | None = None, cols_out: np.ndarray | None = None, groups: int = 1):
+                   batch_last: bool | None = None, cols_out: np.ndarray | None = None, groups: int = 1,
+                   batch_last_output: bool = False):
     """``y = conv2d(x, w) + b``. Returns ``(y, cache)``; ``cache`` is what :func:`conv2d_backward` needs.
 
     ``batch_last`` chooses the column order of the patch matrix (module docstring); ``None`` picks the
-    faster one for this shape. The result is the same either way. ``cols_out`` is memory for the patch
-    matrix, used when it has the right shape (see "Memory" in the module docstring).
+    faster one for this shape. The result is the same either way. ``batch_last_output`` (batch last
+    only) skips the last transpose: ``y`` is then an (N, O, Ho, Wo) *view* of the product's (O, Ho, Wo, N)
+    memory, which a following max-pool reads in runs of N numbers (scratch/inference.py). ``cols_out``
+    is memory for the patch matrix, used when it has the right shape (see "Memory" in the module
+    docstring).
 
     ``groups`` splits the C input and O output channels into that many groups; output group chi sees only
     input group chi, and ``w`` is (O, C/groups, kh, kw). The patch matrix's rows are channel-major, so its
@@ -190,6 +199,9 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     wo = conv_output_size(w, kw, sw, pw, dw)
     if batch_last is None:
         batch_last = wo < SHORT_ROW
+    if batch_last_output and not batch_last:
+        raise ValueError("conv2d_forward: batch_last_output needs batch_last")
+    back = (lambda y_bl: y_bl.transpose(3, 0, 1, 2)) if batch_last_output else from_batch_last
     x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
     if batch_last:
         x_pad = to_batch_last(x_pad)                                   # (C, H + 2ph, W + 2pw, N)
@@ -198,11 +210,11 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     if groups > 1:
         w_g = weight.reshape(groups, o // groups, -1)                  # (G, O/G, C/G*kh*kw)
         if batch_last:
-            y = from_batch_last((w_g @ cols.reshape(groups, -1, ho * wo * n)).reshape(o, ho, wo, n))
+            y = back((w_g @ cols.reshape(groups, -1, ho * wo * n)).reshape(o, ho, wo, n))
         else:
             y = (w_g @ cols.reshape(n, groups, -1, ho * wo)).reshape(n, o, ho, wo)
     elif batch_last:
-        y = from_batch_last((w2 @ cols.reshape(-1, ho * wo * n)).reshape(o, ho, wo, n))
+        y = back((w2 @ cols.reshape(-1, ho * wo * n)).reshape(o, ho, wo, n))
     else:
         y = (w2 @ cols.reshape(n, -1, ho * wo)).reshape(n, o, ho, wo)  # one product per image
     if bias is not None:
@@ -469,10 +481,12 @@ class Conv2d(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self.forward_with(x, self.weight.data, None if self.bias is None else self.bias.data)
 
-    def forward_with(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    def forward_with(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+                     batch_last_output: bool = False) -> np.ndarray:
         """This layer's convolution (padding, stride, groups, ...) with other weights of the same shapes:
         :meth:`forward` passes the layer's own; scratch/inference.py passes weights with a batch-norm
-        folded in, under ``no_grad`` only (a backward pass computes the gradient of the layer's own weights)."""
+        folded in, under ``no_grad`` only (a backward pass computes the gradient of the layer's own weights).
+        ``batch_last_output``: the output is batch last in memory (:func:`conv2d_forward`)."""
         if grad_enabled() and weight is not self.weight.data:
             raise RuntimeError(f"{self.name}: forward_with other weights runs under no_grad() only")
         x, unbatched = check_image_input(self, x, self.weight.data.dtype, self.in_channels)
@@ -490,7 +504,8 @@ class Conv2d(Layer):
         # its patches must stay intact.
         free_cols = self._cols if self._cache is None else None
         y, cache = conv2d_forward(x, weight, bias, self.stride, padding, self.dilation,
-                                  cols_out=free_cols, groups=self.groups)
+                                  batch_last=True if batch_last_output else None, cols_out=free_cols,
+                                  groups=self.groups, batch_last_output=batch_last_output)
         self._cols = cache[0]
         self._keep((cache, unbatched))
         return y[0] if unbatched else y

@@ -90,7 +90,9 @@ def _conv_batchnorm_relu_maxpool(conv: Conv2d, bn: BatchNorm2d, pool: MaxPool2d)
         if getattr(x, "ndim", None) != 4:
             return pool.inference(bn.forward(conv.forward(x)), floor=0)
         weight, bias = fold_batchnorm(conv, bn)
-        y = pool.inference(conv.forward_with(x, weight, None))     # the bias comes after the max
+        # Batch last in memory until the end: the max-pool then reads runs of N numbers, and the next
+        # convolution needs that layout anyway.
+        y = pool.inference(conv.forward_with(x, weight, None, batch_last_output=True))   # bias after the max
         y = parallel.split_call(np.add, y, bias.reshape(1, -1, 1, 1), out=y)
         return parallel.split_call(np.maximum, y, 0, out=y)
     return step

@@ -142,25 +142,30 @@ def maxpool2d_inference(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair
 
     ``floor`` starts every window's running maximum there: ``max(floor, window)``. With ``floor=0`` that is
     the max-pool of ReLU's output, ``max(relu(window)) = max(0, window)``, computed without ReLU's pass
-    (scratch/inference.py).
+    (scratch/inference.py). ``y`` is laid out in memory as ``x`` is: an ``x`` that is batch last in
+    memory (a view that :func:`~scratch.conv.conv2d_forward` returns) gives a batch-last ``y``, whose
+    slices are runs of N numbers.
 
     Chapter: docs/04-max-pooling.md.
     """
     n, c = x.shape[:2]
     kh, kw = kernel
     x_pad, (ho, wo) = _max_windows(x, kernel, stride, padding, dilation, ceil_mode)
-    y = np.empty((n, c, ho, wo), dtype=x.dtype)
+    y = np.empty_like(x_pad, shape=(n, c, ho, wo))   # laid out in memory as x_pad is (NCHW, or batch last)
+    by_channels = x_pad.strides[0] < x_pad.strides[1]   # batch last: parts of channels keep whole runs of N
 
-    def pool_images(part: slice) -> None:          # the images ``part``, on one core (scratch/parallel.py)
-        first = _window_entry(x_pad[part], 0, kernel, stride, dilation, (ho, wo))
+    def pool_part(part: slice) -> None:            # images or channels ``part``, on one core (scratch/parallel.py)
+        where = (slice(None), part) if by_channels else (part,)
+        x_part, y_part = x_pad[where], y[where]
+        first = _window_entry(x_part, 0, kernel, stride, dilation, (ho, wo))
         if floor is None:
-            y[part] = first
+            y_part[...] = first
         else:
-            np.maximum(first, x.dtype.type(floor), out=y[part])
+            np.maximum(first, x.dtype.type(floor), out=y_part)
         for k in range(1, kh * kw):
-            np.maximum(y[part], _window_entry(x_pad[part], k, kernel, stride, dilation, (ho, wo)), out=y[part])
+            np.maximum(y_part, _window_entry(x_part, k, kernel, stride, dilation, (ho, wo)), out=y_part)
 
-    parallel.run(pool_images, n, x_pad.size)
+    parallel.run(pool_part, c if by_channels else n, x_pad.size)
     return y
 
 

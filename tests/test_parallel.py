@@ -177,6 +177,18 @@ def test_max_pool_with_ties_nan_and_infinite_gradients(workers, kernel, stride, 
     same_with_workers(workers, compute)
 
 
+def test_max_pool_of_batch_last_memory_splits_channels(workers):
+    """An input that is batch last in memory is split by channels; the output is the same."""
+    x_batch_last = np.ascontiguousarray(images((5, 3, 8, 9), ties=True).transpose(1, 2, 3, 0))
+    x = x_batch_last.transpose(3, 0, 1, 2)                    # (N, C, H, W) view, N fastest in memory
+
+    def compute():
+        return maxpool2d_inference(x, (2, 2), (2, 2), (0, 0), floor=0.0)
+
+    y = same_with_workers(workers, compute)[0]
+    np.testing.assert_array_equal(y, maxpool2d_inference(np.ascontiguousarray(x), (2, 2), (2, 2), floor=0.0))
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_batch_norm(workers, training):
     x, g = images((5, 3, 6, 7)), images((5, 3, 6, 7))
