@@ -17,7 +17,9 @@ single-tensor implementation uses (``lerp`` for m, the step size ``lr / (1 - bet
 float64 trajectories agree to the last bits.
 
 Speed: every line of the update is one pass over the parameter, done in place or into one
-preallocated scratch array per parameter (``out=``), so a step allocates no temporary arrays.
+preallocated scratch array per parameter (``out=``), so a step allocates no temporary arrays. Each row
+of a parameter is updated on its own, so a large parameter's rows are split between the cores
+(scratch/parallel.py); the numbers are the same for any number of workers.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -115,7 +115,8 @@ def _run_part(body: Callable[[slice], object], part: slice) -> None:
 
 def run(body: Callable[[slice], object], length: int, numbers: int) -> None:
     """Call ``body(part)`` for each part of :func:`parts` ``(length, numbers)``, all at once, and return
-    when every part is done. An exception in any part is raised here.
+    when every part is done. An exception in any part is raised here; when several parts fail, the
+    caller's own part's (the first) is the one raised.
 
     Chapter: docs/03-convolution.md.
     """
@@ -130,8 +131,9 @@ def run(body: Callable[[slice], object], length: int, numbers: int) -> None:
     try:
         _run_part(body, pieces[0])
     finally:
-        for future in futures:
-            future.result()
+        wait(futures)              # every part has finished before run returns or raises
+    for future in futures:         # the caller's own error, if any, has been raised above: it comes first
+        future.result()
 
 
 def split_call(function: Callable[..., object], *args, out: np.ndarray) -> np.ndarray:

@@ -91,6 +91,22 @@ def test_an_error_in_a_worker_reaches_the_caller(workers):
         parallel.run(body, 4, 10**9)
 
 
+def test_the_callers_own_error_is_the_one_raised(workers):
+    """Both parts fail: the first part's error (the caller's) is raised, after the other part has ended."""
+    workers(2)
+    finished = []
+
+    def body(part: slice) -> None:
+        if part.start > 0:
+            finished.append(part.start)
+            raise KeyError("second part")
+        raise ValueError("first part")
+
+    with pytest.raises(ValueError, match="first part"):
+        parallel.run(body, 4, 10**9)
+    assert finished == [2]
+
+
 def test_a_call_inside_a_body_runs_serially(workers):
     workers(2)
     inner_parts: list[int] = []
