@@ -37,7 +37,8 @@ does.
 
 Memory: importing scratch tells glibc's allocator to keep freed blocks in the process
 (scratch/memory.py), so that steps stop paying page faults for fresh pages. The setting is the
-process's, so torch's steps here get it too, and so do both memory children below.
+process's, so torch's steps here get it too. The two memory children run without it
+(:func:`peak_step_memory`).
 
 Blocks: torch's OpenMP threads spin the same way after each of its parallel operations, which is what
 makes torch's own back-to-back operations fast. But the first NumPy step after a torch step then shares
@@ -315,13 +316,20 @@ def peak_step_memory(impl: str, batch_size: int) -> float | None:
     tiny run (batch 2) goes first, so that the code a step loads (libraries, kernels) is not counted
     as its data, and neither are the imports or the other implementation's arrays. ``None`` where
     ``/proc`` cannot say (not Linux).
+
+    Both children run with the C library's default allocator (``SIMPLECNN_KEEP_MEMORY=0``): with freed
+    blocks kept in the process (scratch/memory.py), memory that the tiny run freed is reused without
+    growing the resident size, by how much depending on the order of allocations, and torch's measured
+    growth then varied between 26 and 37 MiB from run to run. The default allocator measures what each
+    step's arrays need.
     """
     import subprocess
 
     root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "SIMPLECNN_KEEP_MEMORY": "0"}
     try:
         result = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, impl, str(batch_size), root],
-                                capture_output=True, text=True, timeout=300, check=True)
+                                capture_output=True, text=True, timeout=300, check=True, env=env)
         return int(result.stdout.split()[-1]) / 1024
     except (subprocess.SubprocessError, OSError, ValueError, IndexError):
         return None
