@@ -22,7 +22,8 @@ Backward, with ``g = dL/dy`` laid out like the columns (O rows, one column per o
 * ``dL/dcols = w2.T @ g``, and ``dL/dx`` is *col2im* of that: each patch entry is added back to the
   input pixel it was copied from. Patches overlap when the stride is smaller than the dilated kernel's
   span ``d (k - 1) + 1``, so the scatter must *add*; it does so with one slice-add per kernel offset,
-  the mirror image of im2col.
+  the mirror image of im2col. Batch last, the product and the scatter run offset by offset instead
+  (:func:`input_gradient_by_offsets`): the same sums, without the large ``dL/dcols``.
 
 Speed: the column order. The matrix products run near the machine's peak whatever the order of the
 N*Ho*Wo columns, so the only question is how cheaply im2col and col2im move memory. NumPy copies a
@@ -35,8 +36,9 @@ strided slice one *contiguous run* at a time, and a short run costs about as muc
 * "Batch last": x is first transposed to (C, H, W, N) and ``cols`` is one (C*kh*kw, Ho*Wo*N) matrix,
   so that a slice over (i, j) keeps whole runs of Wo*N numbers together (512 for the second layer:
   Wo = 8, N = 64). im2col and col2im become about 2x and 4x faster there; the price is transposing
-  x, y, g and dx between NCHW and batch-last, which only pays off when the rows are short. Each of
-  those transposes is done in two copies, see :func:`to_batch_last`.
+  x, y, g and dx between NCHW and batch-last (g and dx to and from channels last, (Ho, Wo, N, O) and
+  (H, W, N, C), for the backward pass), which only pays off when the rows are short. Each of those
+  transposes is done in two copies, see :func:`to_batch_last`.
 
 :func:`conv2d_forward` picks batch-last when an output row is shorter than :data:`SHORT_ROW` numbers
 (a 64-byte cache line of float32). Both orders give the same numbers up to summation order.
@@ -46,7 +48,7 @@ batch 64). Memory that is new to the process costs a page fault per 4 KB page on
 C allocator hands freed blocks this large back to the operating system: with a fresh patch matrix
 (and ``dL/dcols``) each step, a training step took 1300-2000 page faults, several milliseconds.
 Instead, :class:`Conv2d` passes its previous patch matrix back in as ``cols_out``, and the backward
-pass writes ``dL/dcols`` (same shape) over ``cols`` once ``dL/dw`` no longer needs it.
+pass (per image) writes ``dL/dcols`` (same shape) over ``cols`` once ``dL/dw`` no longer needs it.
 """
 
 from __future__ import annotations
@@ -227,8 +229,9 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
     """Gradients ``(dx, dw, db)`` of a convolution from ``grad_out = dL/dy`` (see the module docstring).
 
     ``dx`` is ``None`` when ``need_input_grad`` is false (the first layer, whose input is the data).
-    ``db`` is ``None`` for a convolution without bias. The cache can be used once: ``dL/dcols`` is
-    written over the patch matrix, which is not needed any more once ``dw`` is known.
+    ``db`` is ``None`` for a convolution without bias. Per image, the cache can be used once:
+    ``dL/dcols`` is written over the patch matrix, which is not needed any more once ``dw`` is known.
+    Batch last, ``dx`` comes from one product per kernel offset instead (:func:`input_gradient_by_offsets`).
 
     Chapter: docs/03-convolution.md.
     """
@@ -236,29 +239,81 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
     o, n = weight.shape[0], input_shape[0]
     if groups > 1:
         return _grouped_conv2d_backward(grad_out, cache, need_input_grad)
-    g: np.ndarray
-    cols_m: np.ndarray
-    if batch_last:   # g and cols as matrices (O, Ho*Wo*N) and (C*kh*kw, Ho*Wo*N)
-        g = to_batch_last(grad_out).reshape(o, -1)
-        cols_m = cols.reshape(-1, g.shape[1])
-        # dL/dw = g @ cols.T, computed as (cols @ g.T).T: the same sums, and for these long, thin
-        # matrices OpenBLAS runs this operand order ~20% faster.
-        dweight = (cols_m @ g.T).T
-        dbias = g.sum(axis=1) if has_bias else None
-    else:            # per image: g as (N, O, Ho*Wo) (NCHW already), cols as (N, C*kh*kw, Ho*Wo)
-        g = grad_out.reshape(n, o, -1)
-        cols_m = cols.reshape(n, -1, g.shape[2])
-        dweight = (g @ cols_m.transpose(0, 2, 1)).sum(axis=0)         # sum over images of g[n] cols[n].T
-        dbias = g.sum(axis=(0, 2)) if has_bias else None
+    (ph, pw), (h, w) = padding, input_shape[2:]
+    if batch_last:   # G as a (Ho*Wo*N, O) matrix (channels last), cols as (C*kh*kw, Ho*Wo*N)
+        g_t = to_channels_last(grad_out).reshape(-1, o)
+        # dL/dw = G.T @ cols.T, computed as (cols @ G).T: the same sums, in the operand order OpenBLAS
+        # runs fastest for these long, thin matrices. dL/db = G.T @ 1, the sum over the positions.
+        dweight = (cols.reshape(-1, g_t.shape[0]) @ g_t).T
+        dbias = np.ones(g_t.shape[0], dtype=g_t.dtype) @ g_t if has_bias else None
+        if not need_input_grad:
+            return None, np.ascontiguousarray(dweight).reshape(weight.shape), dbias
+        out_hw = grad_out.shape[2:]
+        dx_pad = input_gradient_by_offsets(g_t, weight, padded_shape[1:3], stride, dilation, out_hw, n)
+        return dx_pad[:, :, ph:ph + h, pw:pw + w], np.ascontiguousarray(dweight).reshape(weight.shape), dbias
+    # per image: g as (N, O, Ho*Wo) (NCHW already), cols as (N, C*kh*kw, Ho*Wo)
+    g = grad_out.reshape(n, o, -1)
+    cols_m = cols.reshape(n, -1, g.shape[2])
+    dweight = (g @ cols_m.transpose(0, 2, 1)).sum(axis=0)             # sum over images of g[n] cols[n].T
+    dbias = g.sum(axis=(0, 2)) if has_bias else None
     dweight = np.ascontiguousarray(dweight).reshape(weight.shape)
     if not need_input_grad:
         return None, dweight, dbias
     dcols = np.matmul(weight.reshape(o, -1).T, g, out=cols_m).reshape(cols.shape)   # in place of cols
-    dx_pad = col2im(dcols, padded_shape, stride, dilation, batch_last)
-    (ph, pw), (h, w) = padding, input_shape[2:]
-    if batch_last:
-        dx_pad = from_batch_last(dx_pad)
+    dx_pad = col2im(dcols, padded_shape, stride, dilation)
     return dx_pad[:, :, ph:ph + h, pw:pw + w], dweight, dbias
+
+
+def to_channels_last(a: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> contiguous (H, W, N, C): positions first, channels last, in two copies like
+    :func:`to_batch_last` (each image's (C, H*W) block transposed in cache, then whole rows of C moved).
+
+    Chapter: docs/03-convolution.md.
+    """
+    n, c, h, w = a.shape
+    a_nhwc = np.ascontiguousarray(a.reshape(n, c, h * w).transpose(0, 2, 1))     # (N, H*W, C)
+    return np.ascontiguousarray(a_nhwc.transpose(1, 0, 2)).reshape(h, w, n, c)   # (H, W, N, C)
+
+
+def from_channels_last(a: np.ndarray) -> np.ndarray:
+    """(H, W, N, C) -> contiguous (N, C, H, W): :func:`to_channels_last` undone, in the same two copies.
+
+    Chapter: docs/03-convolution.md.
+    """
+    h, w, n, c = a.shape
+    a_nhwc = np.ascontiguousarray(a.reshape(h * w, n, c).transpose(1, 0, 2))     # (N, H*W, C)
+    return np.ascontiguousarray(a_nhwc.transpose(0, 2, 1)).reshape(n, c, h, w)
+
+
+def input_gradient_by_offsets(g_t: np.ndarray, weight: np.ndarray, padded_hw: tuple[int, ...], stride: Pair,
+                              dilation: Pair, out_hw: tuple[int, ...], n: int) -> np.ndarray:
+    """``dL/dx_pad`` (N, C, Hp, Wp) as one product per kernel offset, with no patch matrix and no col2im.
+
+    ``dL/dcols = w2.T @ G`` followed by col2im adds, for every kernel offset (u, v), the rows of
+    ``dL/dcols`` that belong to (u, v), ``w[:, :, u, v].T @ G``, into the input positions that offset
+    read. This does the same offset by offset: with ``g_t`` (Ho*Wo*N, O), the upstream gradient channels
+    last::
+
+        dx[s_h i + d_h u, s_w j + d_w v, n, :] += (g_t @ w[:, :, u, v])[(i, j, n), :]
+
+    in an (Hp, Wp, N, C) array, where every slice over (i, j) is a run of N*C numbers, and each
+    product's result, (Ho*Wo*N, C), is small enough to stay in cache until it is added. The kh*kw
+    products cost the same multiply-adds as ``w2.T @ G``, but the (C*kh*kw, Ho*Wo*N) ``dL/dcols`` is
+    never written and never read back (docs/03, "Backward as matrix products").
+
+    Chapter: docs/03-convolution.md.
+    """
+    o, c, kh, kw = weight.shape
+    (ho, wo), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    w_offsets = np.ascontiguousarray(weight.transpose(2, 3, 0, 1))    # (kh, kw, O, C): w[:, :, u, v]
+    product = np.empty((ho, wo, n, c), dtype=g_t.dtype)
+    dx_pad = np.zeros((*padded_hw, n, c), dtype=g_t.dtype)            # (Hp, Wp, N, C)
+    for u in range(kh):
+        for v in range(kw):
+            np.matmul(g_t, w_offsets[u, v], out=product.reshape(-1, c))
+            target = dx_pad[_offset_slice(u * dh, ho, sh), _offset_slice(v * dw, wo, sw)]
+            target += product
+    return from_channels_last(dx_pad)
 
 
 def _grouped_conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool):
