@@ -229,9 +229,10 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
     """Gradients ``(dx, dw, db)`` of a convolution from ``grad_out = dL/dy`` (see the module docstring).
 
     ``dx`` is ``None`` when ``need_input_grad`` is false (the first layer, whose input is the data).
-    ``db`` is ``None`` for a convolution without bias. Per image, the cache can be used once:
-    ``dL/dcols`` is written over the patch matrix, which is not needed any more once ``dw`` is known.
-    Batch last, ``dx`` comes from one product per kernel offset instead (:func:`input_gradient_by_offsets`).
+    ``db`` is ``None`` for a convolution without bias. The cache can be used once: once ``dw`` is known,
+    the patch matrix is not needed any more, and its memory holds ``dL/dcols`` (per image) or the
+    arrays of :func:`input_gradient_by_offsets` (batch last, where ``dx`` comes from one product per
+    kernel offset).
 
     Chapter: docs/03-convolution.md.
     """
@@ -249,7 +250,8 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
         if not need_input_grad:
             return None, np.ascontiguousarray(dweight).reshape(weight.shape), dbias
         out_hw = grad_out.shape[2:]
-        dx_pad = input_gradient_by_offsets(g_t, weight, padded_shape[1:3], stride, dilation, out_hw, n)
+        dx_pad = input_gradient_by_offsets(g_t, weight, padded_shape[1:3], stride, dilation, out_hw, n,
+                                           workspace=cols)   # dL/dw is known: cols's memory is free
         return dx_pad[:, :, ph:ph + h, pw:pw + w], np.ascontiguousarray(dweight).reshape(weight.shape), dbias
     # per image: g as (N, O, Ho*Wo) (NCHW already), cols as (N, C*kh*kw, Ho*Wo)
     g = grad_out.reshape(n, o, -1)
@@ -286,7 +288,8 @@ def from_channels_last(a: np.ndarray) -> np.ndarray:
 
 
 def input_gradient_by_offsets(g_t: np.ndarray, weight: np.ndarray, padded_hw: tuple[int, ...], stride: Pair,
-                              dilation: Pair, out_hw: tuple[int, ...], n: int) -> np.ndarray:
+                              dilation: Pair, out_hw: tuple[int, ...], n: int,
+                              workspace: np.ndarray | None = None) -> np.ndarray:
     """``dL/dx_pad`` (N, C, Hp, Wp) as one product per kernel offset, with no patch matrix and no col2im.
 
     ``dL/dcols = w2.T @ G`` followed by col2im adds, for every kernel offset (u, v), the rows of
@@ -301,13 +304,25 @@ def input_gradient_by_offsets(g_t: np.ndarray, weight: np.ndarray, padded_hw: tu
     products cost the same multiply-adds as ``w2.T @ G``, but the (C*kh*kw, Ho*Wo*N) ``dL/dcols`` is
     never written and never read back (docs/03, "Backward as matrix products").
 
+    ``workspace``, if large enough, holds the product and the (Hp, Wp, N, C) sum instead of new arrays
+    (:func:`conv2d_backward` passes the patch matrix, which ``dL/dw`` no longer needs).
+
     Chapter: docs/03-convolution.md.
     """
     o, c, kh, kw = weight.shape
     (ho, wo), (sh, sw), (dh, dw) = out_hw, stride, dilation
     w_offsets = np.ascontiguousarray(weight.transpose(2, 3, 0, 1))    # (kh, kw, O, C): w[:, :, u, v]
-    product = np.empty((ho, wo, n, c), dtype=g_t.dtype)
-    dx_pad = np.zeros((*padded_hw, n, c), dtype=g_t.dtype)            # (Hp, Wp, N, C)
+    product_shape, sum_shape = (ho, wo, n, c), (*padded_hw, n, c)
+    product_size = int(np.prod(product_shape))
+    if workspace is not None and workspace.size >= product_size + int(np.prod(sum_shape)) \
+            and workspace.dtype == g_t.dtype and workspace.flags.c_contiguous:
+        memory = workspace.reshape(-1)
+        product = memory[:product_size].reshape(product_shape)
+        dx_pad = memory[product_size:product_size + int(np.prod(sum_shape))].reshape(sum_shape)
+        dx_pad[...] = 0
+    else:
+        product = np.empty(product_shape, dtype=g_t.dtype)
+        dx_pad = np.zeros(sum_shape, dtype=g_t.dtype)                 # (Hp, Wp, N, C)
     for u in range(kh):
         for v in range(kw):
             np.matmul(g_t, w_offsets[u, v], out=product.reshape(-1, c))
