@@ -244,9 +244,10 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
     if batch_last:   # G as a (Ho*Wo*N, O) matrix (channels last), cols as (C*kh*kw, Ho*Wo*N)
         g_t = to_channels_last(grad_out).reshape(-1, o)
         # dL/dw = G.T @ cols.T, computed as (cols @ G).T: the same sums, in the operand order OpenBLAS
-        # runs fastest for these long, thin matrices. dL/db = G.T @ 1, the sum over the positions.
+        # runs fastest for these long, thin matrices. dL/db is the sum over the positions, taken along
+        # contiguous rows of the batch-last G (NumPy's pairwise sum: more accurate than down a column).
         dweight = (cols.reshape(-1, g_t.shape[0]) @ g_t).T
-        dbias = np.ones(g_t.shape[0], dtype=g_t.dtype) @ g_t if has_bias else None
+        dbias = to_batch_last(grad_out).reshape(o, -1).sum(axis=1) if has_bias else None
         if not need_input_grad:
             return None, np.ascontiguousarray(dweight).reshape(weight.shape), dbias
         out_hw = grad_out.shape[2:]
