@@ -54,9 +54,18 @@ from .module import Layer, Parameter, check_input, grad_enabled, require_float_d
 split = parallel.split_call   # f(*args, out=out) on every core (scratch/parallel.py)
 
 
-def _channel(v: np.ndarray) -> np.ndarray:
-    """(C,) -> (1, C, 1, 1), to broadcast a per-channel value against (N, C, H, W)."""
-    return v.reshape(1, -1, 1, 1)
+def _channel(v: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """(C,) -> (1, C, H, W) for images of ``shape`` (N, C, H, W): each channel's value repeated over its
+    plane, to broadcast against the whole batch. Without ``shape``: (1, C, 1, 1).
+
+    Both broadcast to the same result, but against (1, C, 1, 1) NumPy's inner loop runs over one plane
+    (H*W numbers) at a time, and against (1, C, H, W) over a whole image. Measured on batch-norm 1's
+    input ((64, 32, 24, 24), float32): ``x - mu`` 0.39 ms with (1, C, 1, 1), 0.20 ms with (1, C, H, W).
+    """
+    if shape is None:
+        return v.reshape(1, -1, 1, 1)
+    c, h, w = shape[1:]
+    return np.repeat(v, h * w).reshape(1, c, h, w)
 
 
 def channel_sums(a: np.ndarray) -> np.ndarray:
@@ -100,7 +109,7 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarra
     if training:
         m = x.size // x.shape[1]
         mu = channel_sums(x) / m                                     # float64
-        split(np.subtract, x, _channel(mu.astype(x.dtype)), out=x_hat)   # x - mu (x_hat once scaled)
+        split(np.subtract, x, _channel(mu.astype(x.dtype), x.shape), out=x_hat)   # x - mu (x_hat once scaled)
         var = channel_dots(x_hat, x_hat) / m                        # biased: divides by m
         if running_mean is not None and running_var is not None:
             running_mean[...] = (1 - momentum) * running_mean + momentum * mu
@@ -108,15 +117,15 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarra
     else:
         assert running_mean is not None and running_var is not None   # (training is set when either is None)
         mu, var = running_mean, running_var
-        split(np.subtract, x, _channel(mu), out=x_hat)
+        split(np.subtract, x, _channel(mu, x.shape), out=x_hat)
     inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
-    split(np.multiply, x_hat, _channel(inv_std), out=x_hat)
+    split(np.multiply, x_hat, _channel(inv_std, x.shape), out=x_hat)
     if gamma is not None:
-        split(np.multiply, x_hat, _channel(gamma), out=y)
+        split(np.multiply, x_hat, _channel(gamma, x.shape), out=y)
     else:
         y[...] = x_hat
     if beta is not None:
-        split(np.add, y, _channel(beta), out=y)
+        split(np.add, y, _channel(beta, x.shape), out=y)
     return y, (x_hat, inv_std, gamma, training)
 
 
@@ -152,8 +161,8 @@ def batchnorm2d_inference(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndar
     Chapter: docs/05-batch-normalization.md.
     """
     scale, shift = inference_affine(gamma, beta, running_mean, running_var, eps)
-    y = split(np.multiply, x, _channel(scale.astype(x.dtype)), out=np.empty_like(x))
-    return split(np.add, y, _channel(shift.astype(x.dtype)), out=y)
+    y = split(np.multiply, x, _channel(scale.astype(x.dtype), x.shape), out=np.empty_like(x))
+    return split(np.add, y, _channel(shift.astype(x.dtype), x.shape), out=y)
 
 
 def batchnorm2d_backward(grad_out: np.ndarray, cache):
@@ -168,12 +177,12 @@ def batchnorm2d_backward(grad_out: np.ndarray, cache):
     g = grad_out
     dbeta = channel_sums(g)
     dgamma = channel_dots(g, x_hat)                    # sum(g * x_hat), g * x_hat never stored
-    scale = _channel(inv_std if gamma is None else gamma * inv_std)
+    scale = _channel(inv_std if gamma is None else gamma * inv_std, g.shape)
     if training:
         # dx = scale * (x_hat * (-mean(g * x_hat)) - mean(g) + g), one pass per operation:
         m = g.size // g.shape[1]
-        minus_mean_g = _channel((-dbeta / m).astype(g.dtype))
-        minus_mean_g_xhat = _channel((-dgamma / m).astype(g.dtype))
+        minus_mean_g = _channel((-dbeta / m).astype(g.dtype), g.shape)
+        minus_mean_g_xhat = _channel((-dgamma / m).astype(g.dtype), g.shape)
         dx = split(np.multiply, x_hat, minus_mean_g_xhat, out=np.empty_like(g))
         split(np.add, dx, minus_mean_g, out=dx)
         split(np.add, dx, g, out=dx)

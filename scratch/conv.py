@@ -219,8 +219,8 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
         y = back((w2 @ cols.reshape(-1, ho * wo * n)).reshape(o, ho, wo, n))
     else:
         y = (w2 @ cols.reshape(n, -1, ho * wo)).reshape(n, o, ho, wo)  # one product per image
-    if bias is not None:
-        y += bias.reshape(1, o, 1, 1)
+    if bias is not None:   # repeated over each plane: NumPy's inner loop runs over whole images (batchnorm._channel)
+        y += np.repeat(bias, ho * wo).reshape(1, o, ho, wo) if y.flags.c_contiguous else bias.reshape(1, o, 1, 1)
     cache = (cols, weight, x_pad.shape, x.shape, stride, padding, dilation, bias is not None, batch_last, groups)
     return y, cache
 
