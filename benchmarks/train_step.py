@@ -190,8 +190,8 @@ def numpy_train_step_by_layer(model, opt, x, y, times: dict[str, list[float]]) -
 
 
 def numpy_eval_by_layer(model, x, times: dict[str, list[float]]) -> None:
-    """The evaluation forward step by step: the layers as ``model(x)`` runs them under ``no_grad``, with a
-    convolution and its batch-norm, and a ReLU and its max-pool, merged (scratch/inference.py)."""
+    """The evaluation forward step by step: the layers as ``model(x)`` runs them under ``no_grad``, each
+    convolution merged with the batch-norm, ReLU and max-pool after it (scratch/inference.py)."""
     clock = time.perf_counter
     with scratch.no_grad():
         for name, step in scratch.inference_steps(model.layers):

@@ -49,23 +49,12 @@ from functools import partial
 import numpy as np
 
 from . import parallel
-from .module import Layer, Parameter, check_input, grad_enabled, require_float_dtype
+from .module import Layer, Parameter, check_input, grad_enabled, per_channel, require_float_dtype
 
 split = parallel.split_call   # f(*args, out=out) on every core (scratch/parallel.py)
 
 
-def _channel(v: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """(C,) -> (1, C, H, W) for images of ``shape`` (N, C, H, W): each channel's value repeated over its
-    plane, to broadcast against the whole batch. Without ``shape``: (1, C, 1, 1).
-
-    Both broadcast to the same result, but against (1, C, 1, 1) NumPy's inner loop runs over one plane
-    (H*W numbers) at a time, and against (1, C, H, W) over a whole image. Measured on batch-norm 1's
-    input ((64, 32, 24, 24), float32): ``x - mu`` 0.39 ms with (1, C, 1, 1), 0.20 ms with (1, C, H, W).
-    """
-    if shape is None:
-        return v.reshape(1, -1, 1, 1)
-    c, h, w = shape[1:]
-    return np.repeat(v, h * w).reshape(1, c, h, w)
+_channel = per_channel   # (C,) -> (1, C, H, W) for x.shape, or (1, C, 1, 1) (scratch/module.py)
 
 
 def channel_sums(a: np.ndarray) -> np.ndarray:

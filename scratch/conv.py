@@ -59,7 +59,7 @@ import numpy as np
 
 from . import parallel
 from .init import default_weight_and_bias
-from .module import Layer, Parameter, as_pair, check_image_input, grad_enabled, require_float_dtype
+from .module import Layer, Parameter, as_pair, check_image_input, grad_enabled, per_channel, require_float_dtype
 
 Pair = tuple[int, int]
 
@@ -219,8 +219,8 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
         y = back((w2 @ cols.reshape(-1, ho * wo * n)).reshape(o, ho, wo, n))
     else:
         y = (w2 @ cols.reshape(n, -1, ho * wo)).reshape(n, o, ho, wo)  # one product per image
-    if bias is not None:   # repeated over each plane: NumPy's inner loop runs over whole images (batchnorm._channel)
-        y += np.repeat(bias, ho * wo).reshape(1, o, ho, wo) if y.flags.c_contiguous else bias.reshape(1, o, 1, 1)
+    if bias is not None:   # over whole planes when y is NCHW in memory: long inner loops (module.per_channel)
+        y += per_channel(bias, y.shape if y.flags.c_contiguous else None)
     cache = (cols, weight, x_pad.shape, x.shape, stride, padding, dilation, bias is not None, batch_last, groups)
     return y, cache
 
@@ -314,16 +314,15 @@ def input_gradient_by_offsets(g_t: np.ndarray, weight: np.ndarray, padded_hw: tu
     (ho, wo), (sh, sw), (dh, dw) = out_hw, stride, dilation
     w_offsets = np.ascontiguousarray(weight.transpose(2, 3, 0, 1))    # (kh, kw, O, C): w[:, :, u, v]
     product_shape, sum_shape = (ho, wo, n, c), (*padded_hw, n, c)
-    product_size = int(np.prod(product_shape))
-    if workspace is not None and workspace.size >= product_size + int(np.prod(sum_shape)) \
-            and workspace.dtype == g_t.dtype and workspace.flags.c_contiguous:
+    product_size, sum_size = int(np.prod(product_shape)), int(np.prod(sum_shape))
+    if (workspace is not None and workspace.size >= product_size + sum_size
+            and workspace.dtype == g_t.dtype and workspace.flags.c_contiguous):
         memory = workspace.reshape(-1)
-        product = memory[:product_size].reshape(product_shape)
-        dx_pad = memory[product_size:product_size + int(np.prod(sum_shape))].reshape(sum_shape)
-        dx_pad[...] = 0
     else:
-        product = np.empty(product_shape, dtype=g_t.dtype)
-        dx_pad = np.zeros(sum_shape, dtype=g_t.dtype)                 # (Hp, Wp, N, C)
+        memory = np.empty(product_size + sum_size, dtype=g_t.dtype)
+    product = memory[:product_size].reshape(product_shape)
+    dx_pad = memory[product_size:product_size + sum_size].reshape(sum_shape)   # (Hp, Wp, N, C)
+    dx_pad[...] = 0
     for u in range(kh):
         for v in range(kw):
             np.matmul(g_t, w_offsets[u, v], out=product.reshape(-1, c))

@@ -140,9 +140,9 @@ def split_call(function: Callable[..., object], *args, out: np.ndarray) -> np.nd
     """``function(*args, out=out)`` computed in parts along axis 0, all at once, and ``out`` returned.
 
     Every array argument with at least ``out``'s number of dimensions and ``out``'s first axis is cut like
-    ``out``; any other argument (a scalar, a per-channel constant of shape (1, C, 1, 1)) goes whole to every
-    part. So
-    ``split_call(np.subtract, x, mu, out=x_hat)`` is ``np.subtract(x, mu, out=x_hat)`` on every core.
+    ``out``; any other argument (a scalar, a per-channel constant of shape (1, C, 1, 1) or (1, C, H, W))
+    goes whole to every part. So ``split_call(np.subtract, x, mu, out=x_hat)`` is
+    ``np.subtract(x, mu, out=x_hat)`` on every core.
     ``function`` must act on each index of axis 0 on its own (a ufunc, or an ``np.einsum`` that keeps that
     axis), which is what makes the parts exact.
 
