@@ -31,7 +31,7 @@ def test_conv2d_matches_finite_differences(config_and_seed):
 @pytest.mark.parametrize("batch_last", [False, True])
 @given(conv_configs())
 def test_conv2d_fast_matches_naive_loops(batch_last, config_and_seed):
-    """im2col and col2im (per image, and grouped batch last), the products offset by offset (batch last),
+    """im2col and col2im (per image, and grouped batch last), the products kernel row by kernel row (batch last),
     and the padding folds compute what the loop-over-output-positions definition (with its cell-by-cell
     padding) computes."""
     config, seed = config_and_seed

@@ -38,23 +38,50 @@ Speed: every pass over an (N, C, H, W) array costs about the same, so the code c
 arithmetic is written with ``out=`` and in-place operators, so that each line is one pass and no
 temporary array is allocated that an existing buffer can hold. Sums of products (``var``'s squares, ``dgamma``'s
 ``g * x_hat``) go through :func:`channel_dots`, an einsum dot product per row that never stores the
-product. In evaluation under ``no_grad``, :func:`batchnorm2d_inference` folds the layer into one
-affine map per channel (two passes).
+product. Each group of passes that needs no new statistic runs as one :func:`parallel.run`,
+every thread doing all of the group's passes on its own images: three groups forward (the row sums;
+``x - mu`` and its rows' squares; the scaling), two backward (the rows' sums of ``g`` and ``g * x_hat``; the
+passes of ``dx``). Handing work to a thread costs about as much as one pass over a million numbers, so
+paying it once per group rather than once per pass is faster; the per-row results, finished by
+:func:`channel_total` in a fixed order, are the same for any number of threads.
+In evaluation under ``no_grad``, :func:`batchnorm2d_inference` folds the layer into one affine map per
+channel (two passes).
 """
 
 from __future__ import annotations
-
-from functools import partial
 
 import numpy as np
 
 from . import parallel
 from .module import Layer, Parameter, check_input, grad_enabled, per_channel, require_float_dtype
 
-split = parallel.split_call   # f(*args, out=out) on every core (scratch/parallel.py)
-
-
 _channel = per_channel   # (C,) -> (1, C, H, W) for x.shape, or (1, C, 1, 1) (scratch/module.py)
+
+
+def row_sums(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Stage one of :func:`channel_sums`: ``out[n, c]`` = the sum of row (n, c) of ``a`` (N, C, ...), in
+    ``a``'s dtype, by ``np.einsum``. Runs in the calling thread (a part of :func:`parallel.run`).
+
+    Chapter: docs/05-batch-normalization.md.
+    """
+    return np.einsum("ncp->nc", a.reshape(*a.shape[:2], -1), out=out)
+
+
+def row_dots(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Stage one of :func:`channel_dots`: ``out[n, c]`` = the dot product of rows (n, c) of ``a`` and ``b``,
+    without storing ``a * b``. Runs in the calling thread (a part of :func:`parallel.run`).
+
+    Chapter: docs/05-batch-normalization.md.
+    """
+    return np.einsum("ncp,ncp->nc", a.reshape(*a.shape[:2], -1), b.reshape(*b.shape[:2], -1), out=out)
+
+
+def channel_total(rows: np.ndarray) -> np.ndarray:
+    """Stage two: the N per-image partial results ``rows`` (N, C) of each channel added in float64.
+
+    Chapter: docs/05-batch-normalization.md.
+    """
+    return rows.sum(axis=0, dtype=np.float64)
 
 
 def channel_sums(a: np.ndarray) -> np.ndarray:
@@ -62,23 +89,20 @@ def channel_sums(a: np.ndarray) -> np.ndarray:
 
     Chapter: docs/05-batch-normalization.md.
     """
-    n, c = a.shape[:2]
-    row_sums = parallel.split_call(partial(np.einsum, "ncp->nc"), a.reshape(n, c, -1),
-                                   out=np.empty((n, c), a.dtype))   # (N, C), in a's dtype
-    return row_sums.sum(axis=0, dtype=np.float64)                   # (C,): the N partial sums, in float64
+    rows = np.empty(a.shape[:2], a.dtype)
+    parallel.run(lambda part: row_sums(a[part], out=rows[part]), len(a), a.size)
+    return channel_total(rows)
 
 
 def channel_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-channel sum of ``a * b`` over (n, h, w), as float64, without making ``a * b``: each row's
-    dot product is taken by ``np.einsum`` in the input dtype, then the N partial sums are added in
-    float64, as in :func:`channel_sums`.
+    """Per-channel sum of ``a * b`` over (n, h, w), as float64, without making ``a * b`` (see the module
+    docstring).
 
     Chapter: docs/05-batch-normalization.md.
     """
-    n, c = a.shape[:2]
-    row_dots = parallel.split_call(partial(np.einsum, "ncp,ncp->nc"), a.reshape(n, c, -1), b.reshape(n, c, -1),
-                                   out=np.empty((n, c), a.dtype))
-    return row_dots.sum(axis=0, dtype=np.float64)
+    rows = np.empty(a.shape[:2], a.dtype)
+    parallel.run(lambda part: row_dots(a[part], b[part], out=rows[part]), len(a), 2 * a.size)
+    return channel_total(rows)
 
 
 def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
@@ -90,6 +114,8 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarra
     i.e. gamma = 1 and beta = 0. ``running_*`` ``None`` (``track_running_stats=False``): nothing is
     tracked, and the batch statistics are used in evaluation too (``training`` is then ignored).
 
+    The passes between two statistics run as one :func:`parallel.run` each (module docstring, "Speed").
+
     Chapter: docs/05-batch-normalization.md.
     """
     training = training or running_mean is None or running_var is None
@@ -98,23 +124,39 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarra
     if training:
         m = x.size // x.shape[1]
         mu = channel_sums(x) / m                                     # float64
-        split(np.subtract, x, _channel(mu.astype(x.dtype), x.shape), out=x_hat)   # x - mu (x_hat once scaled)
-        var = channel_dots(x_hat, x_hat) / m                        # biased: divides by m
+        mu_c = _channel(mu.astype(x.dtype), x.shape)
+        row_squares = np.empty(x.shape[:2], x.dtype)
+
+        def center(part: slice) -> None:       # the images ``part``, on one core (scratch/parallel.py)
+            np.subtract(x[part], mu_c, out=x_hat[part])               # x - mu (x_hat once scaled)
+            row_dots(x_hat[part], x_hat[part], out=row_squares[part])
+
+        parallel.run(center, len(x), 2 * x.size)
+        var = channel_total(row_squares) / m                         # biased: divides by m
         if running_mean is not None and running_var is not None:
             running_mean[...] = (1 - momentum) * running_mean + momentum * mu
             running_var[...] = (1 - momentum) * running_var + momentum * var * (m / (m - 1))
     else:
         assert running_mean is not None and running_var is not None   # (training is set when either is None)
         mu, var = running_mean, running_var
-        split(np.subtract, x, _channel(mu, x.shape), out=x_hat)
+        mu_c = _channel(mu, x.shape)
     inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
-    split(np.multiply, x_hat, _channel(inv_std, x.shape), out=x_hat)
-    if gamma is not None:
-        split(np.multiply, x_hat, _channel(gamma, x.shape), out=y)
-    else:
-        y[...] = x_hat
-    if beta is not None:
-        split(np.add, y, _channel(beta, x.shape), out=y)
+    inv_std_c = _channel(inv_std, x.shape)
+    gamma_c = None if gamma is None else _channel(gamma, x.shape)
+    beta_c = None if beta is None else _channel(beta, x.shape)
+
+    def normalize(part: slice) -> None:        # the images ``part``, on one core (scratch/parallel.py)
+        if not training:
+            np.subtract(x[part], mu_c, out=x_hat[part])
+        np.multiply(x_hat[part], inv_std_c, out=x_hat[part])
+        if gamma_c is not None:
+            np.multiply(x_hat[part], gamma_c, out=y[part])
+        else:
+            y[part] = x_hat[part]
+        if beta_c is not None:
+            np.add(y[part], beta_c, out=y[part])
+
+    parallel.run(normalize, len(x), 3 * x.size)
     return y, (x_hat, inv_std, gamma, training)
 
 
@@ -150,8 +192,15 @@ def batchnorm2d_inference(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndar
     Chapter: docs/05-batch-normalization.md.
     """
     scale, shift = inference_affine(gamma, beta, running_mean, running_var, eps)
-    y = split(np.multiply, x, _channel(scale.astype(x.dtype), x.shape), out=np.empty_like(x))
-    return split(np.add, y, _channel(shift.astype(x.dtype), x.shape), out=y)
+    scale_c, shift_c = _channel(scale.astype(x.dtype), x.shape), _channel(shift.astype(x.dtype), x.shape)
+    y = np.empty_like(x)
+
+    def affine(part: slice) -> None:           # the images ``part``, on one core (scratch/parallel.py)
+        np.multiply(x[part], scale_c, out=y[part])
+        np.add(y[part], shift_c, out=y[part])
+
+    parallel.run(affine, len(x), 2 * x.size)
+    return y
 
 
 def batchnorm2d_backward(grad_out: np.ndarray, cache):
@@ -164,20 +213,31 @@ def batchnorm2d_backward(grad_out: np.ndarray, cache):
     """
     x_hat, inv_std, gamma, training = cache
     g = grad_out
-    dbeta = channel_sums(g)
-    dgamma = channel_dots(g, x_hat)                    # sum(g * x_hat), g * x_hat never stored
+    n, m = len(g), g.size // g.shape[1]
+    g_rows, g_xhat_rows = np.empty(g.shape[:2], g.dtype), np.empty(g.shape[:2], g.dtype)
+
+    def reduce(part: slice) -> None:           # the images ``part``, on one core (scratch/parallel.py)
+        row_sums(g[part], out=g_rows[part])
+        row_dots(g[part], x_hat[part], out=g_xhat_rows[part])    # g * x_hat never stored
+
+    parallel.run(reduce, n, 2 * g.size)
+    dbeta, dgamma = channel_total(g_rows), channel_total(g_xhat_rows)       # sum(g), sum(g * x_hat)
     scale = _channel(inv_std if gamma is None else gamma * inv_std, g.shape)
-    if training:
+    dx = np.empty_like(g)
+    minus_mean_g = _channel((-dbeta / m).astype(g.dtype), g.shape)
+    minus_mean_g_xhat = _channel((-dgamma / m).astype(g.dtype), g.shape)
+
+    def input_gradient(part: slice) -> None:   # the images ``part``, on one core (scratch/parallel.py)
+        if not training:                       # the statistics are constants
+            np.multiply(g[part], scale, out=dx[part])
+            return
         # dx = scale * (x_hat * (-mean(g * x_hat)) - mean(g) + g), one pass per operation:
-        m = g.size // g.shape[1]
-        minus_mean_g = _channel((-dbeta / m).astype(g.dtype), g.shape)
-        minus_mean_g_xhat = _channel((-dgamma / m).astype(g.dtype), g.shape)
-        dx = split(np.multiply, x_hat, minus_mean_g_xhat, out=np.empty_like(g))
-        split(np.add, dx, minus_mean_g, out=dx)
-        split(np.add, dx, g, out=dx)
-        split(np.multiply, dx, scale, out=dx)
-    else:
-        dx = split(np.multiply, g, scale, out=np.empty_like(g))
+        np.multiply(x_hat[part], minus_mean_g_xhat, out=dx[part])
+        np.add(dx[part], minus_mean_g, out=dx[part])
+        np.add(dx[part], g[part], out=dx[part])
+        np.multiply(dx[part], scale, out=dx[part])
+
+    parallel.run(input_gradient, n, (3 if training else 2) * g.size)
     return dx, dgamma.astype(g.dtype), dbeta.astype(g.dtype)
 
 

@@ -22,8 +22,8 @@ Backward, with ``g = dL/dy`` laid out like the columns (O rows, one column per o
 * ``dL/dcols = w2.T @ g``, and ``dL/dx`` is *col2im* of that: each patch entry is added back to the
   input pixel it was copied from. Patches overlap when the stride is smaller than the dilated kernel's
   span ``d (k - 1) + 1``, so the scatter must *add*; it does so with one slice-add per kernel offset,
-  the mirror image of im2col. Batch last, the product and the scatter run offset by offset instead
-  (:func:`input_gradient_by_offsets`): the same sums, without the large ``dL/dcols``.
+  the mirror image of im2col. Batch last, the product and the scatter run one kernel row at a time
+  instead (:func:`input_gradient_by_kernel_rows`): the same sums, without the large ``dL/dcols``.
 
 Speed: the column order. The matrix products run near the machine's peak whatever the order of the
 N*Ho*Wo columns, so the only question is how cheaply im2col and col2im move memory. NumPy copies a
@@ -231,8 +231,8 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
     ``dx`` is ``None`` when ``need_input_grad`` is false (the first layer, whose input is the data).
     ``db`` is ``None`` for a convolution without bias. The cache can be used once: once ``dw`` is known,
     the patch matrix is not needed any more, and its memory holds ``dL/dcols`` (per image) or the
-    arrays of :func:`input_gradient_by_offsets` (batch last, where ``dx`` comes from one product per
-    kernel offset).
+    arrays of :func:`input_gradient_by_kernel_rows` (batch last, where ``dx`` comes from one product per
+    kernel row).
 
     Chapter: docs/03-convolution.md.
     """
@@ -251,8 +251,8 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
         if not need_input_grad:
             return None, np.ascontiguousarray(dweight).reshape(weight.shape), dbias
         out_hw = grad_out.shape[2:]
-        dx_pad = input_gradient_by_offsets(g_t, weight, padded_shape[1:3], stride, dilation, out_hw, n,
-                                           workspace=cols)   # dL/dw is known: cols's memory is free
+        dx_pad = input_gradient_by_kernel_rows(g_t, weight, padded_shape[1:3], stride, dilation, out_hw, n,
+                                               workspace=cols)   # dL/dw is known: cols's memory is free
         return dx_pad[:, :, ph:ph + h, pw:pw + w], np.ascontiguousarray(dweight).reshape(weight.shape), dbias
     # per image: g as (N, O, Ho*Wo) (NCHW already), cols as (N, C*kh*kw, Ho*Wo)
     g = grad_out.reshape(n, o, -1)
@@ -288,22 +288,23 @@ def from_channels_last(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a_nhwc.transpose(0, 2, 1)).reshape(n, c, h, w)
 
 
-def input_gradient_by_offsets(g_t: np.ndarray, weight: np.ndarray, padded_hw: tuple[int, ...], stride: Pair,
-                              dilation: Pair, out_hw: tuple[int, ...], n: int,
-                              workspace: np.ndarray | None = None) -> np.ndarray:
-    """``dL/dx_pad`` (N, C, Hp, Wp) as one product per kernel offset, with no patch matrix and no col2im.
+def input_gradient_by_kernel_rows(g_t: np.ndarray, weight: np.ndarray, padded_hw: tuple[int, ...], stride: Pair,
+                                  dilation: Pair, out_hw: tuple[int, ...], n: int,
+                                  workspace: np.ndarray | None = None) -> np.ndarray:
+    """``dL/dx_pad`` (N, C, Hp, Wp) as one product per kernel row, with no patch matrix and no col2im.
 
     ``dL/dcols = w2.T @ G`` followed by col2im adds, for every kernel offset (u, v), the rows of
     ``dL/dcols`` that belong to (u, v), ``w[:, :, u, v].T @ G``, into the input positions that offset
-    read. This does the same offset by offset: with ``g_t`` (Ho*Wo*N, O), the upstream gradient channels
-    last::
+    read. This does the same kernel row by kernel row: with ``g_t`` (Ho*Wo*N, O), the upstream gradient
+    channels last, one product gives the blocks of all kw offsets (u, 0), ..., (u, kw-1) side by side::
 
-        dx[s_h i + d_h u, s_w j + d_w v, n, :] += (g_t @ w[:, :, u, v])[(i, j, n), :]
+        product = g_t @ w[:, :, u, :]                    ((Ho*Wo*N, O) @ (O, kw*C): columns (v, c))
+        dx[s_h i + d_h u, s_w j + d_w v, n, :] += product[(i, j, n), (v, :)]     for each v
 
-    in an (Hp, Wp, N, C) array, where every slice over (i, j) is a run of N*C numbers, and each
-    product's result, (Ho*Wo*N, C), is small enough to stay in cache until it is added. The kh*kw
-    products cost the same multiply-adds as ``w2.T @ G``, but the (C*kh*kw, Ho*Wo*N) ``dL/dcols`` is
-    never written and never read back (docs/03, "Backward as matrix products").
+    in an (Hp, Wp, N, C) array, where every slice over (i, j) is a run of N*C numbers. The kh products
+    cost the same multiply-adds as ``w2.T @ G``, but the (C*kh*kw, Ho*Wo*N) ``dL/dcols`` is never
+    written and never read back (docs/03, "Backward as matrix products"), and kh products wake BLAS's
+    threads kh times instead of kh*kw.
 
     ``workspace``, if large enough, holds the product and the (Hp, Wp, N, C) sum instead of new arrays
     (:func:`conv2d_backward` passes the patch matrix, which ``dL/dw`` no longer needs).
@@ -312,8 +313,8 @@ def input_gradient_by_offsets(g_t: np.ndarray, weight: np.ndarray, padded_hw: tu
     """
     o, c, kh, kw = weight.shape
     (ho, wo), (sh, sw), (dh, dw) = out_hw, stride, dilation
-    w_offsets = np.ascontiguousarray(weight.transpose(2, 3, 0, 1))    # (kh, kw, O, C): w[:, :, u, v]
-    product_shape, sum_shape = (ho, wo, n, c), (*padded_hw, n, c)
+    w_rows = np.ascontiguousarray(weight.transpose(2, 0, 3, 1)).reshape(kh, o, kw * c)   # w_rows[u]: (O, (v, c))
+    product_shape, sum_shape = (ho, wo, n, kw, c), (*padded_hw, n, c)
     product_size, sum_size = int(np.prod(product_shape)), int(np.prod(sum_shape))
     if (workspace is not None and workspace.size >= product_size + sum_size
             and workspace.dtype == g_t.dtype and workspace.flags.c_contiguous):
@@ -324,10 +325,10 @@ def input_gradient_by_offsets(g_t: np.ndarray, weight: np.ndarray, padded_hw: tu
     dx_pad = memory[product_size:product_size + sum_size].reshape(sum_shape)   # (Hp, Wp, N, C)
     dx_pad[...] = 0
     for u in range(kh):
+        np.matmul(g_t, w_rows[u], out=product.reshape(-1, kw * c))
         for v in range(kw):
-            np.matmul(g_t, w_offsets[u, v], out=product.reshape(-1, c))
             target = dx_pad[_offset_slice(u * dh, ho, sh), _offset_slice(v * dw, wo, sw)]
-            target += product
+            target += product[:, :, :, v]
     return from_channels_last(dx_pad)
 
 

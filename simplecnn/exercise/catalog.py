@@ -873,7 +873,9 @@ its m = N*H*W values; gamma = weight (C,), beta = bias (C,):
 In training mu and var are the batch's (biased) statistics; in evaluation the running ones.
 
 """
-_BN_IMPORTS = _NP + "\nfrom scratch.batchnorm import _channel, channel_dots, channel_sums, split  # used by forward\n"
+_BN_IMPORTS = _NP + "\nfrom scratch import parallel  # splits the work between the cores: see scratch/parallel.py\n" \
+    "from scratch.batchnorm import _channel, channel_sums, channel_total, row_dots  # used by forward\n" \
+    "from scratch.batchnorm import channel_dots, row_sums  # helpers you may use\n"
 _POOL_IMPORTS = _NP + "\nfrom scratch import parallel  # splits the work between the cores: see scratch/parallel.py\n" \
     "from scratch.pool import Pair, _max_windows, pool_output_size  # used by the forward pass\n" \
     "from scratch.pool import _inside_input, _keep_first, _window_entry, _winners  # helpers you may use\n"
