@@ -96,6 +96,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import scratch  # noqa: E402
+from scratch.model import relus_before_maxpools  # noqa: E402
 from torch_impl import SimpleCNN as TorchCNN  # noqa: E402
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -170,17 +171,27 @@ def timed_in_blocks(numpy_step, torch_step, batches, args) -> tuple[list[float],
 
 
 # --- the NumPy step, layer by layer -----------------------------------------------------------------
+def train_steps(model) -> list[tuple[str, object, float | None]]:
+    """``(name, layer, floor)`` in the order ``model(x)`` runs them in training: each ReLU right before a
+    max-pool runs inside it (``floor=0``, scratch/model.py), under the name ``relu1+max1``."""
+    merged = relus_before_maxpools(model.layers)
+    relu_of = {pool: relu for relu, pool in merged.items()}
+    return [(f"{relu_of[name]}+{name}" if name in relu_of else name, layer, 0 if name in relu_of else None)
+            for name, layer in model.layers.items() if name not in merged]
+
+
 def numpy_train_step_by_layer(model, opt, x, y, times: dict[str, list[float]]) -> None:
-    """The same step as :func:`numpy_train_step`, with a timer around every layer's forward/backward."""
+    """The same step as :func:`numpy_train_step`, with a timer around every step's forward/backward."""
     clock = time.perf_counter
-    for name, layer in model.layers.items():
+    steps = train_steps(model)
+    for name, layer, floor in steps:
         t0 = clock()
-        x = layer.forward(x)
+        x = layer.forward(x) if floor is None else layer.forward(x, floor=floor)
         times[f"{name} fwd"].append(clock() - t0)
     t0 = clock()
     _, grad = scratch.cross_entropy(x, y)
     times["loss"].append(clock() - t0)
-    for name, layer in reversed(model.layers.items()):
+    for name, layer, _ in reversed(steps):
         t0 = clock()
         grad = layer.backward(grad)
         times[f"{name} bwd"].append(clock() - t0)
@@ -379,8 +390,9 @@ def main() -> None:
     np_times, t_times = timed_in_blocks(lambda x, y, tx, ty: numpy_train_step(np_model, np_opt, x, y),
                                         lambda x, y, tx, ty: torch_train_step(t_model, t_opt, tx, ty),
                                         batches, args)
+    step_names = [name for name, _, _ in train_steps(np_model)]
     by_layer: dict[str, list[float]] = {k: [] for k in
-                                        [f"{n} {d}" for n in np_model.layers for d in ("fwd", "bwd")]
+                                        [f"{n} {d}" for n in step_names for d in ("fwd", "bwd")]
                                         + ["loss", "adam"]}
     for i in range(args.steps):
         x, y, _, _ = batches[i % len(batches)]
@@ -399,7 +411,7 @@ def main() -> None:
     np_ev, t_ev = ms(statistics.median(np_eval)), ms(statistics.median(t_eval))
     print(f"\ntrain step: numpy {np_step:.2f} ms, torch {t_step:.2f} ms (median)")
     print(f"evaluation: numpy {np_ev:.2f} ms, torch {t_ev:.2f} ms (median)")
-    print_breakdown("numpy train step by layer", np_model.layers, by_layer, with_backward=True)
+    print_breakdown("numpy train step by layer", step_names, by_layer, with_backward=True)
     print_breakdown("numpy evaluation forward by step", eval_steps, eval_by_layer, with_backward=False)
 
     gflops = matmul_gflops()

@@ -1,6 +1,7 @@
 """scratch/inference.py: evaluation's merged steps compute what the layers compute one by one
-(docs/01-overview.md, "Evaluation in fewer passes"). The merges are scratch's own, so the reference here
-is scratch's layers run one at a time (each of which the rest of the suite checks against torch)."""
+(docs/01-overview.md, "Evaluation in fewer passes"), and so does training's one merge, ReLU + max-pool
+(scratch/model.py). The merges are scratch's own, so the reference here is scratch's layers run one at a
+time (each of which the rest of the suite checks against torch)."""
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 import scratch
 from scratch.conv import pad_input, to_batch_last
 from scratch.inference import can_fold, fold_batchnorm, inference_forward, inference_steps
+from scratch.model import relus_before_maxpools
 from simplecnn import properties as prop
 from simplecnn.properties import conv_configs, make_conv, make_pool, pool_configs, tie_levels, tied_input
 from torch_impl.mirror import TOLERANCES
@@ -67,6 +69,74 @@ def test_relu_then_maxpool_is_maxpool_from_zero_bit_for_bit(config_and_seed, lev
         x.flat[rng.integers(x.size)] = np.nan
     with scratch.no_grad():
         np.testing.assert_array_equal(pool.inference(x, floor=0), pool.inference(np.maximum(x, 0)), strict=True)
+
+
+@given(pool_configs(), tie_levels, st.booleans())
+def test_relu_then_maxpool_in_training_is_maxpool_from_zero_bit_for_bit(config_and_seed, levels, with_nan):
+    """Training's merge: MaxPool2d.forward(x, floor=0) and its backward give exactly the output and the
+    input gradient of ReLU then max-pool (ties, zeros, -inf padding, overlapping windows, ceil mode,
+    dilation, NaN), for a finite upstream gradient."""
+    config, seed = config_and_seed
+    config = {**config, "return_indices": False}
+    rng = np.random.default_rng(seed)
+    x = tied_input(config, np.float64, rng, levels + 1) - levels / 2       # negatives, zeros, ties
+    if with_nan:
+        x.flat[rng.integers(x.size)] = np.nan
+    relu, pool, merged = scratch.ReLU(), make_pool(config), make_pool(config)
+    y = merged.forward(x, floor=0)
+    np.testing.assert_array_equal(y, pool.forward(relu.forward(x)), strict=True)
+    upstream = rng.standard_normal(y.shape)
+    np.testing.assert_array_equal(merged.backward(upstream), relu.backward(pool.backward(upstream)), strict=True)
+
+
+def test_the_merged_step_sends_no_infinite_gradient_where_relu_is_flat():
+    """An infinite upstream gradient on a window whose maximum is 0: torch's ReLU gives its input 0 there,
+    and so does the merged step (the separate layers' ``g * [x > 0]`` would give NaN), as the docstring of
+    MaxPool2d.forward says."""
+    torch = pytest.importorskip("torch")
+    x = np.array([[[[0.0, -1.0, 2.0, 3.0], [-2.0, -3.0, 1.0, 0.5]]]])   # windows: max 0, max 3
+    upstream = np.array([[[[np.inf, 1.0]]]])
+    pool = scratch.MaxPool2d(2)
+    pool.forward(x, floor=0)
+    ours = pool.backward(upstream)
+    x_t = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(torch.relu(x_t), 2).backward(torch.tensor(upstream))
+    np.testing.assert_array_equal(ours, x_t.grad.numpy())
+    assert not np.isnan(ours).any()
+
+
+def test_floor_and_return_indices_do_not_mix():
+    with pytest.raises(ValueError, match="floor is not supported with return_indices"):
+        scratch.MaxPool2d(2, return_indices=True).forward(np.zeros((1, 1, 4, 4)), floor=0)
+
+
+@pytest.mark.parametrize("activation, pool, merged", [
+    ("relu", "max", {"relu1": "max1", "relu2": "max2"}), ("tanh", "max", {}), ("relu", "avg", {})])
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=3)
+@given(prop.seeds)
+def test_simplecnn_training_step_equals_its_layers(activation, pool, merged, dtype, seed):
+    """A training step of model(x) (each ReLU before a max-pool run inside it, keeping no cache) gives the
+    logits and every parameter gradient of the layers run one by one, bit for bit."""
+    rng = np.random.default_rng(seed)
+    model, reference = (scratch.SimpleCNN(activation=activation, pool=pool, seed=seed % 1000, dtype=dtype)
+                        for _ in range(2))
+    assert relus_before_maxpools(model.layers) == merged
+    x, labels = rng.standard_normal((6, 1, 28, 28)).astype(dtype), rng.integers(0, 10, 6)
+    masks = model.sample_dropout_masks(6)
+    logits = model(x, masks)
+    expected = x
+    for name, layer in reference.layers.items():
+        expected = layer.forward(expected, masks[name]) if name in masks else layer.forward(expected)
+    np.testing.assert_array_equal(logits, expected, strict=True)
+    assert all(model.layers[relu]._cache is None for relu in merged)     # skipped, not run twice
+    model.backward(scratch.cross_entropy(logits, labels)[1])
+    grad = scratch.cross_entropy(expected, labels)[1]
+    for layer in reversed(reference.layers.values()):
+        grad = layer.backward(grad)
+    ours, theirs = model.parameters(), reference.parameters()
+    for key in ours:
+        np.testing.assert_array_equal(ours[key].grad, theirs[key].grad, err_msg=key, strict=True)
 
 
 @given(prop.seeds, st.sampled_from([(2, 2, 0), (3, 2, 1), (2, 1, 0)]))

@@ -102,7 +102,8 @@ def _relu_maxpool(pool: MaxPool2d) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: pool.inference(x, floor=0)
 
 
-def _is_relu_maxpool(relu: Layer | None, pool: Layer | None) -> bool:
+def is_relu_maxpool(relu: Layer | None, pool: Layer | None) -> bool:
+    """Whether ``pool`` after ``relu`` is one max-pool that starts at 0 (merge 2). (docs/01-overview.md)"""
     return type(relu) is ReLU and isinstance(pool, MaxPool2d) and not pool.return_indices
 
 
@@ -119,11 +120,11 @@ def inference_steps(layers: dict[str, Layer]) -> list[Step]:
     i = 0
     while i < len(names):
         layer, after = found[i], found[i + 1:i + 4]
-        if can_fold(layer, after[0]) and _is_relu_maxpool(after[1], after[2]):
+        if can_fold(layer, after[0]) and is_relu_maxpool(after[1], after[2]):
             step, merged = _conv_batchnorm_relu_maxpool(layer, after[0], after[2]), 4   # type: ignore[arg-type]
         elif can_fold(layer, after[0]):
             step, merged = _conv_batchnorm(layer, after[0]), 2                           # type: ignore[arg-type]
-        elif _is_relu_maxpool(layer, after[0]):
+        elif is_relu_maxpool(layer, after[0]):
             step, merged = _relu_maxpool(after[0]), 2                                    # type: ignore[arg-type]
         else:
             assert layer is not None

@@ -29,7 +29,7 @@ from .activations import Flatten, LeakyReLU, ReLU, Sigmoid, Tanh
 from .batchnorm import BatchNorm2d
 from .conv import Conv2d
 from .dropout import Dropout
-from .inference import inference_forward
+from .inference import inference_forward, is_relu_maxpool
 from .linear import Linear
 from .module import Layer, Parameter, check_state_dict, grad_enabled, no_grad, require_float_dtype
 from .pool import AvgPool2d, MaxPool2d
@@ -50,8 +50,25 @@ def check_choice(option: str, value: str, choices) -> str:
     return value
 
 
+def relus_before_maxpools(layers: dict[str, Layer]) -> dict[str, str]:
+    """``{relu name: max-pool name}`` for every ``ReLU`` directly followed by a ``MaxPool2d``: the pairs
+    that :meth:`Sequential.forward` runs as one step, ``max_pool(x, floor=0)``.
+
+    Chapter: docs/01-overview.md.
+    """
+    names = list(layers)
+    return {relu: pool for relu, pool in zip(names, names[1:], strict=False)
+            if is_relu_maxpool(layers[relu], layers[pool])}
+
+
 class Sequential:
     """Named layers run in order. Parameters and state are keyed ``<layer name>.<parameter name>``.
+
+    One merge, in training as in evaluation: a ``ReLU`` followed by a ``MaxPool2d`` runs as the max-pool
+    alone, with every window's maximum started at 0 (``max(relu(window)) = max(0, window)``;
+    :meth:`MaxPool2d.forward` with ``floor=0``). The ReLU's two passes over the (four times larger)
+    input, forward and backward, are skipped; the outputs and gradients are those of the two layers,
+    bit for bit (for a finite upstream gradient). The skipped ReLU keeps no cache.
 
     Chapter: docs/01-overview.md.
     """
@@ -61,6 +78,7 @@ class Sequential:
         for name, layer in self.layers.items():
             layer.name = name  # error messages then name the layer as the model does
         self.training = True
+        self._merged_relus: set[str] = set()   # ReLUs the last forward ran inside the max-pool after them
 
     def forward(self, x: np.ndarray, dropout_masks: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Run every layer. ``dropout_masks`` maps a dropout layer's name to the keep-mask it must use.
@@ -70,8 +88,19 @@ class Sequential:
         if not grad_enabled() and not dropout_masks:
             return inference_forward(self.layers, x)
         masks = dropout_masks or {}
+        merged = relus_before_maxpools(self.layers)
+        floored = set(merged.values())
+        self._merged_relus = set(merged)
         for name, layer in self.layers.items():
-            x = layer.forward(x, masks[name]) if isinstance(layer, Dropout) and name in masks else layer.forward(x)
+            if name in merged:
+                continue                       # run by the max-pool after it
+            if name in floored:
+                assert isinstance(layer, MaxPool2d)    # relus_before_maxpools checked it
+                x = layer.forward(x, floor=0)
+            elif isinstance(layer, Dropout) and name in masks:
+                x = layer.forward(x, masks[name])
+            else:
+                x = layer.forward(x)
         return x
 
     __call__ = forward
@@ -79,7 +108,9 @@ class Sequential:
     def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
         """Back-propagate ``dL/d(output)`` through every layer in reverse; fills each ``Parameter.grad``."""
         grad: np.ndarray | None = grad_out
-        for layer in reversed(self.layers.values()):
+        for name, layer in reversed(self.layers.items()):
+            if name in self._merged_relus:
+                continue                       # the max-pool after it returned dL/d(its input)
             if grad is None:
                 raise RuntimeError(f"{layer.name}: the layer after it computed no input gradient")
             grad = layer.backward(grad)

@@ -108,8 +108,12 @@ def _max_windows(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilat
 
 
 def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
-                      dilation: Pair = (1, 1), ceil_mode: bool = False):
+                      dilation: Pair = (1, 1), ceil_mode: bool = False, floor: float | None = None):
     """``y = maxpool(x)``. Returns ``(y, cache)``; the cache holds every window's entries and ``y``.
+
+    ``floor`` starts every window's maximum there, ``y = max(floor, window)`` (NaN still propagates), as in
+    :func:`maxpool2d_inference`: with ``floor=0`` this is the max-pool of ReLU's output
+    (:meth:`MaxPool2d.forward` explains the backward pass that goes with it).
 
     Chapter: docs/04-max-pooling.md.
     """
@@ -123,7 +127,10 @@ def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair =
     def pool_images(part: slice) -> None:          # the images ``part``, on one core (scratch/parallel.py)
         for k in range(kh * kw):                   # scan order: row by row, like PyTorch
             candidates[k, part] = _window_entry(x_pad[part], k, kernel, stride, dilation, (ho, wo))
-        np.max(candidates[:, part], axis=0, out=y[part])   # NaN propagates, as in PyTorch
+        if floor is None:
+            np.max(candidates[:, part], axis=0, out=y[part])   # NaN propagates, as in PyTorch
+        else:
+            np.max(candidates[:, part], axis=0, out=y[part], initial=x.dtype.type(floor))
 
     parallel.run(pool_images, n, candidates.size)
     # The cache keeps its own copy of y: whatever the caller later does with the returned array, the
@@ -252,6 +259,9 @@ class MaxPool2d(Layer):
     Chapter: docs/04-max-pooling.md.
     """
 
+    #: ``dx = backward_function(grad_out, cache)`` for batched input (the exercises plug a learner's in here).
+    backward_function = staticmethod(maxpool2d_backward)
+
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
                  ceil_mode: bool = False):
         super().__init__()
@@ -269,12 +279,23 @@ class MaxPool2d(Layer):
             raise ValueError(f"MaxPool2d: padding {self.padding} must be at most half of the kernel size "
                              f"{self.kernel_size} (as PyTorch requires)")
 
-    def forward(self, x: np.ndarray):
+    def forward(self, x: np.ndarray, floor: float | None = None):
+        """Pool ``x``; ``floor=0`` pools ``relu(x)`` without ReLU's pass (the merge of scratch/model.py).
+
+        ``max(relu(window)) = max(0, window)``, so the output is the max-pool of ReLU's output, bit for bit.
+        Backward, ReLU's derivative is 1 exactly where its input is positive; the only input of a window
+        that gets a gradient is the winner, whose value is the output, so the gradient of the merged step
+        is max-pool's backward of ``g * [y > 0]``: the windows whose maximum is not positive send
+        nothing. That equals the two layers' backward passes, except for an infinite or NaN upstream
+        gradient in such a window, which ReLU's multiply by 0 makes NaN and this makes 0, as torch's
+        ReLU does."""
         if not grad_enabled() and not self.return_indices:
-            return self.inference(x)       # no cache to keep: skip the winners' candidates
+            return self.inference(x, floor)   # no cache to keep: skip the winners' candidates
+        if floor is not None and self.return_indices:
+            raise ValueError(f"{self.name}: floor is not supported with return_indices")
         x, unbatched = self._checked_input(x)
-        y, cache = maxpool2d_forward(x, *self._geometry)
-        self._keep((cache, unbatched))
+        y, cache = maxpool2d_forward(x, *self._geometry, floor=floor)
+        self._keep((cache, unbatched, floor))
         if unbatched:
             y = y[0]
         if self.return_indices:
@@ -303,8 +324,11 @@ class MaxPool2d(Layer):
         return x, unbatched
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        cache, unbatched = self._take_cache()
-        dx = maxpool2d_backward(grad_out[None] if unbatched else grad_out, cache)
+        cache, unbatched, floor = self._take_cache()
+        g = grad_out[None] if unbatched else grad_out
+        if floor is not None:                  # only windows whose maximum is above the floor pass
+            g = np.where(cache[1] > floor, g, g.dtype.type(0))
+        dx = self.backward_function(g, cache)
         return dx[0] if unbatched else dx
 
     def extra_repr(self) -> str:

@@ -21,8 +21,10 @@ def test_quick_benchmark_prints_the_ratio_last():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert re.fullmatch(r"numpy/torch train-step time ratio: \d+\.\d\d", lines[-1]), lines[-1]
-    # The report names every layer of the network in its per-layer breakdown, plus the loss and Adam.
-    for name in ("conv1", "batch1", "max1", "dropout1", "conv2", "fc1", "fc2", "loss", "adam"):
+    # The report names every step of the network in its per-layer breakdown (each ReLU before a max-pool
+    # runs inside it, as in model(x)), plus the loss and Adam.
+    for name in ("conv1", "batch1", "relu1\\+max1", "dropout1", "conv2", "relu2\\+max2", "fc1", "relu3", "fc2",
+                 "loss", "adam"):
         assert re.search(rf"^\s+{name}\s", result.stdout, re.MULTILINE), name
     assert "evaluation" in result.stdout
     # The distance to the hardware and the memory: measured in the same run, printed for both.

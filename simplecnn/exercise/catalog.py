@@ -207,10 +207,7 @@ def _dropout(fn, module) -> prop.Implementation:
 
 def _maxpool(fn, module) -> prop.Implementation:
     class LearnerMaxPool2d(scratch.MaxPool2d):
-        def backward(self, grad_out):
-            cache, unbatched = self._take_cache()   # the layer's cache: the function's, and the unbatched flag
-            dx = fn(grad_out[None] if unbatched else grad_out, cache)
-            return dx[0] if unbatched else dx
+        backward_function = staticmethod(fn)    # the layer's backward calls it with the function's cache
 
     return prop.Implementation(maxpool2d=LearnerMaxPool2d)
 
