@@ -327,7 +327,10 @@ class MaxPool2d(Layer):
         cache, unbatched, floor = self._take_cache()
         g = grad_out[None] if unbatched else grad_out
         if floor is not None:                  # only windows whose maximum is above the floor pass
-            g = np.where(cache[1] > floor, g, g.dtype.type(0))
+            above = cache[1] > floor
+            # (a multiply is 3x faster than np.where; an infinite or NaN g takes np.where, as in
+            # maxpool2d_backward, so that the windows that do not pass get 0, not inf * 0 = NaN)
+            g = g * above if np.isfinite(g).all() else np.where(above, g, g.dtype.type(0))
         dx = self.backward_function(g, cache)
         return dx[0] if unbatched else dx
 
