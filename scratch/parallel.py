@@ -28,6 +28,9 @@ Rules that keep it exact and simple:
   split in two and 0.39 and 0.35 ms in one thread, while batch-norm 1's ((64, 32, 24, 24), 1.2 million
   numbers) took 1.8 and 1.8 ms split against 2.7 and 2.0 ms in one thread.
 
+:func:`in_background` is the other use of a spare core: it starts one function on a thread of its own
+and returns at once (SimpleCNN draws a step's dropout masks so while its first layers run).
+
 ``SIMPLECNN_THREADS`` (an integer >= 1) sets the number of workers; the default is the number of
 cores this process may use. ``SIMPLECNN_THREADS=1`` runs everything in the calling thread.
 
@@ -39,7 +42,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -73,6 +76,7 @@ def workers_from_environment() -> int:
 
 _workers = workers_from_environment()
 _pool: ThreadPoolExecutor | None = None
+_background: ThreadPoolExecutor | None = None
 _inside = threading.local()
 
 
@@ -83,12 +87,13 @@ def workers() -> int:
 
 def set_workers(count: int) -> None:
     """Use ``count`` workers from now on (1: no threads). (docs/03-convolution.md)"""
-    global _workers, _pool
+    global _workers, _pool, _background
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"parallel.set_workers: count must be a positive integer, got {count!r}")
-    if _pool is not None:
-        _pool.shutdown(wait=True)
-        _pool = None
+    for executor in (_pool, _background):
+        if executor is not None:
+            executor.shutdown(wait=True)
+    _pool = _background = None
     _workers = count
 
 
@@ -161,3 +166,24 @@ def split_call(function: Callable[..., object], *args, out: np.ndarray) -> np.nd
 
     run(body, length, out.size + sum(a.size for a in args if is_cut(a)))
     return out
+
+
+def in_background(function: Callable[[], object]) -> Future:
+    """Start ``function()`` on a thread of its own and return its ``Future`` at once; with one worker
+    (``SIMPLECNN_THREADS=1``) it runs here, before this returns. For work that one core can do while
+    the caller goes on: ``SimpleCNN`` draws a step's dropout masks so, while its first layers run
+    (docs/06-dropout.md). Like a part of :func:`run`, ``function`` must not call BLAS.
+
+    Chapter: docs/03-convolution.md.
+    """
+    global _background
+    if _workers == 1:
+        future: Future = Future()
+        try:
+            future.set_result(function())
+        except BaseException as error:     # handed over through the future, as a thread would
+            future.set_exception(error)
+        return future
+    if _background is None:
+        _background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simplecnn-background")
+    return _background.submit(function)

@@ -69,3 +69,49 @@ def test_nan_loss_names_the_step_counted_from_a_resumed_position():
         train_one_epoch(model, scratch.CrossEntropyLoss(), scratch.Adam(model.parameters()),
                         index_batches(images, np.zeros(8, np.int64), [np.arange(4), np.arange(4, 8)]),
                         epoch=3, first_step=5)
+
+
+# --- SimpleCNN draws a training step's dropout masks on another core (docs/06-dropout.md) ------------
+
+def _forward_layer_by_layer(model, x):
+    """Every layer's own forward in order: each dropout layer draws its own mask when it runs."""
+    for layer in model.layers.values():
+        x = layer.forward(x)
+    return x
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_masks_drawn_meanwhile_are_those_the_layers_would_draw(threads):
+    """model(x) in training draws both masks before its layers run (on another thread, or first with
+    SIMPLECNN_THREADS=1): the same numbers, in the same order, from the same generator, so the logits
+    and the generator's state after the step are those of the layers drawing for themselves."""
+    saved = scratch.parallel.workers()
+    scratch.parallel.set_workers(threads)
+    try:
+        x = np.random.default_rng(0).standard_normal((5, 1, 28, 28)).astype(np.float32)
+        model, reference = scratch.SimpleCNN(seed=4), scratch.SimpleCNN(seed=4)
+        for _ in range(2):
+            np.testing.assert_array_equal(model(x), _forward_layer_by_layer(reference, x))
+            assert model.dropout_rng.bit_generator.state == reference.dropout_rng.bit_generator.state
+    finally:
+        scratch.parallel.set_workers(saved)
+
+
+def test_a_dropout_layer_in_eval_mode_draws_nothing_ahead():
+    """Masks are drawn ahead only when both dropout layers would draw one: with dropout1 in evaluation
+    mode, only dropout2 draws, as when the layers run one by one."""
+    x = np.random.default_rng(1).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    model, reference = scratch.SimpleCNN(seed=5), scratch.SimpleCNN(seed=5)
+    model.dropout1.eval(), reference.dropout1.eval()
+    np.testing.assert_array_equal(model(x), _forward_layer_by_layer(reference, x))
+    assert model.dropout_rng.bit_generator.state == reference.dropout_rng.bit_generator.state
+
+
+def test_a_failed_forward_leaves_the_dropout_generator_as_it_was():
+    """The masks are drawn as the forward starts; a forward that then fails (here: float64 images for a
+    float32 network) undoes the draw, so the next step drops the units it would have dropped anyway."""
+    model = scratch.SimpleCNN(seed=6)
+    before = model.dropout_rng.bit_generator.state
+    with pytest.raises(ValueError, match="float32"):
+        model(np.zeros((2, 1, 28, 28)))
+    assert model.dropout_rng.bit_generator.state == before

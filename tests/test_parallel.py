@@ -266,6 +266,19 @@ def test_a_whole_training_step(workers):
     same_with_workers(workers, compute)
 
 
+def test_in_background_runs_elsewhere_or_at_once_with_one_worker(workers):
+    """With several workers the function runs on another thread; with one it has run when the Future
+    comes back. Either way its result or its error comes through the Future."""
+    for count, elsewhere in ((2, True), (1, False)):
+        workers(count)
+        ran_on = parallel.in_background(threading.get_ident)
+        assert (ran_on.result() != threading.get_ident()) == elsewhere
+        failed = parallel.in_background(lambda: 1 / 0)
+        assert isinstance(failed.exception(), ZeroDivisionError)
+    workers(1)
+    assert parallel.in_background(lambda: 7).done()
+
+
 def test_a_reduction_counts_its_input_as_work(workers, monkeypatch):
     """A per-row sum writes little but reads much: the input's size decides whether it is split."""
     workers(2)
