@@ -18,8 +18,8 @@ Printed:
   ``(1024, 1024) @ (1024, 1024)`` products on the same threads), and the fraction of it that each
   implementation's step reaches, counting the multiply-adds of the network's convolutions and linear
   layers (:func:`step_flops`): the distance to what the hardware can do;
-* the peak memory of a training step for each implementation, each measured in a child process of its own
-  (:func:`peak_step_memory`);
+* the peak memory of a training step for each implementation, measured in child processes of their own,
+  the median of :data:`MEMORY_RUNS` (:func:`peak_step_memory`);
 * last, exactly one line ``numpy/torch train-step time ratio: X.XX``.
 
 Threads: ``--threads`` (default: every core) goes to ``torch.set_num_threads``, to scratch's own
@@ -319,6 +319,11 @@ print(status("VmHWM:") - before)
 """
 
 
+#: Child processes per implementation for the memory line: torch's peak varies from one to the next (from 32
+#: to 53 MiB at batch 64 on a 2-core AMD EPYC, most between 36 and 42), NumPy's by a few tenths of a MiB.
+MEMORY_RUNS = 3
+
+
 def peak_step_memory(impl: str, batch_size: int) -> float | None:
     """Peak resident memory (MiB) that training needs: model, optimizer state and one step's arrays.
 
@@ -422,12 +427,15 @@ def main() -> None:
                                    ("evaluation", eval_flops, np_ev, t_ev)):
         print(f"fraction of peak, {what}: numpy {flops / (np_t / 1e3) / 1e9 / gflops:.0%}, "
               f"torch {flops / (t_t / 1e3) / 1e9 / gflops:.0%}")
-    memory = {impl: peak_step_memory(impl, args.batch_size) for impl in ("numpy", "torch")}
-    if None in memory.values():
+    runs = {impl: [peak_step_memory(impl, args.batch_size) for _ in range(MEMORY_RUNS)] for impl in ("numpy", "torch")}
+    if any(None in measured for measured in runs.values()):
         print("peak training memory: not measured (needs Linux's /proc)")
     else:
-        print(f"peak training memory (model, optimizer state, one step): numpy {memory['numpy']:.1f} MiB, "
-              f"torch {memory['torch']:.1f} MiB, ratio {memory['numpy'] / memory['torch']:.2f}")
+        memory = {impl: statistics.median(measured) for impl, measured in runs.items()}
+        spread = ", ".join(f"{impl} {min(m):.1f} to {max(m):.1f}" for impl, m in runs.items())
+        print(f"peak training memory (model, optimizer state, one step; median of {MEMORY_RUNS} runs, {spread}): "
+              f"numpy {memory['numpy']:.1f} MiB, torch {memory['torch']:.1f} MiB, "
+              f"ratio {memory['numpy'] / memory['torch']:.2f}")
 
     print(f"\nnumpy/torch evaluation time ratio: {np_ev / t_ev:.2f}")
     print(f"numpy/torch train-step time ratio: {np_step / t_step:.2f}")
