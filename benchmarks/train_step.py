@@ -11,7 +11,9 @@ else on the machine hits both alike and the ratio of the medians stays meaningfu
 Printed:
 * median ms per train step for each implementation;
 * the NumPy step layer by layer (forward and backward of every layer, the loss, Adam), measured in
-  separate instrumented steps so the timers do not disturb the step timed above;
+  separate instrumented steps so the timers do not disturb the step timed above (each ReLU before a
+  max-pool runs inside it, as in ``model(x)``; the dropout layers draw their own masks there, which
+  ``model(x)`` draws on another core meanwhile, docs/06);
 * the same for evaluation (``model.eval()`` under ``no_grad``: a forward with no backward caches, in the
   merged steps of scratch/inference.py);
 * the machine's float32 matrix-product speed, measured in the same run (the median of repeated
