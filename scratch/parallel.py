@@ -19,7 +19,9 @@ Rules that keep it exact and simple:
   one thread would: the results are bit-identical for any number of workers. (A sum that runs
   *across* the parts, e.g. batch-norm's per-channel statistics, is finished by the caller after
   the parts are done, in a fixed order.)
-* Bodies never call BLAS: the products keep their own threads, and the two kinds never compete.
+* Bodies call BLAS only for products so small that BLAS runs each on one core (the per-image products
+  of a convolution, scratch/conv.py ``per_image_products``): the large products keep BLAS's own threads,
+  and the two kinds never compete.
 * A call from inside a body runs serially (no thread waits for a thread of its own pool).
 * Work of fewer than :data:`MIN_NUMBERS` numbers is not split: waking a thread and handing it a part
   costs 20 to 100 microseconds (more on a virtual machine, whose idle core must be woken too), and a
@@ -172,7 +174,7 @@ def in_background(function: Callable[[], object]) -> Future:
     """Start ``function()`` on a thread of its own and return its ``Future`` at once; with one worker
     (``SIMPLECNN_THREADS=1``) it runs here, before this returns. For work that one core can do while
     the caller goes on: ``SimpleCNN`` draws a step's dropout masks so, while its first layers run
-    (docs/06-dropout.md). Like a part of :func:`run`, ``function`` must not call BLAS.
+    (docs/06-dropout.md). Like a part of :func:`run`, ``function`` must not run a large BLAS product.
 
     Chapter: docs/03-convolution.md.
     """
