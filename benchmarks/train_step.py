@@ -98,7 +98,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import scratch  # noqa: E402
-from scratch.model import relus_before_maxpools  # noqa: E402
+from scratch.model import training_steps  # noqa: E402
 from torch_impl import SimpleCNN as TorchCNN  # noqa: E402
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -173,19 +173,10 @@ def timed_in_blocks(numpy_step, torch_step, batches, args) -> tuple[list[float],
 
 
 # --- the NumPy step, layer by layer -----------------------------------------------------------------
-def train_steps(model) -> list[tuple[str, object, float | None]]:
-    """``(name, layer, floor)`` in the order ``model(x)`` runs them in training: each ReLU right before a
-    max-pool runs inside it (``floor=0``, scratch/model.py), under the name ``relu1+max1``."""
-    merged = relus_before_maxpools(model.layers)
-    relu_of = {pool: relu for relu, pool in merged.items()}
-    return [(f"{relu_of[name]}+{name}" if name in relu_of else name, layer, 0 if name in relu_of else None)
-            for name, layer in model.layers.items() if name not in merged]
-
-
 def numpy_train_step_by_layer(model, opt, x, y, times: dict[str, list[float]]) -> None:
     """The same step as :func:`numpy_train_step`, with a timer around every step's forward/backward."""
     clock = time.perf_counter
-    steps = train_steps(model)
+    steps = training_steps(model.layers)   # as model(x) runs them: relu1+max1 is one step
     for name, layer, floor in steps:
         t0 = clock()
         x = layer.forward(x) if floor is None else layer.forward(x, floor=floor)
@@ -397,7 +388,7 @@ def main() -> None:
     np_times, t_times = timed_in_blocks(lambda x, y, tx, ty: numpy_train_step(np_model, np_opt, x, y),
                                         lambda x, y, tx, ty: torch_train_step(t_model, t_opt, tx, ty),
                                         batches, args)
-    step_names = [name for name, _, _ in train_steps(np_model)]
+    step_names = [name for name, _, _ in training_steps(np_model.layers)]
     by_layer: dict[str, list[float]] = {k: [] for k in
                                         [f"{n} {d}" for n in step_names for d in ("fwd", "bwd")]
                                         + ["loss", "adam"]}

@@ -34,18 +34,17 @@ Measured on batch-norm 1's input (batch 64): about 1e-8 relative error in the su
 computed in float64 from those sums and cast back, as PyTorch's CPU kernel does. Every array the
 layer returns keeps the input dtype.
 
-Speed: every pass over an (N, C, H, W) array costs about the same, so the code counts them. The
-arithmetic is written with ``out=`` and in-place operators, so that each line is one pass and no
-temporary array is allocated that an existing buffer can hold. Sums of products (``var``'s squares, ``dgamma``'s
-``g * x_hat``) go through :func:`channel_dots`, an einsum dot product per row that never stores the
-product. Each group of passes that needs no new statistic runs as one :func:`parallel.run`,
+Speed: every pass over an (N, C, H, W) array costs about the same, so the code counts them. The arithmetic
+is written with ``out=`` and in-place operators, so that each line is one pass and no temporary array is
+allocated that an existing buffer can hold. Sums of products (``var``'s squares, ``dgamma``'s ``g * x_hat``)
+go through :func:`row_dots` (:func:`channel_dots` for a whole array), an einsum dot product per row that
+never stores the product. Each group of passes that needs no new statistic runs as one :func:`parallel.run`,
 every thread doing all of the group's passes on its own images: three groups forward (the row sums;
 ``x - mu`` and its rows' squares; the scaling), two backward (the rows' sums of ``g`` and ``g * x_hat``; the
 passes of ``dx``). Handing work to a thread costs about as much as one pass over a million numbers, so
 paying it once per group rather than once per pass is faster; the per-row results, finished by
-:func:`channel_total` in a fixed order, are the same for any number of threads.
-In evaluation under ``no_grad``, :func:`batchnorm2d_inference` folds the layer into one affine map per
-channel (two passes).
+:func:`channel_total` in a fixed order, are the same for any number of threads. In evaluation under
+``no_grad``, :func:`batchnorm2d_inference` folds the layer into one affine map per channel (two passes).
 """
 
 from __future__ import annotations

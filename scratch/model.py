@@ -63,6 +63,19 @@ def relus_before_maxpools(layers: dict[str, Layer]) -> dict[str, str]:
             if is_relu_maxpool(layers[relu], layers[pool])}
 
 
+def training_steps(layers: dict[str, Layer]) -> list[tuple[str, Layer, float | None]]:
+    """``(name, layer, floor)`` in the order :meth:`Sequential.forward` runs them with gradients on: each
+    ReLU of :func:`relus_before_maxpools` is left out and its max-pool runs with ``floor=0``, under the
+    name ``relu1+max1``; every other layer runs as it is (``floor`` ``None``). Backward runs them in reverse.
+
+    Chapter: docs/01-overview.md.
+    """
+    merged = relus_before_maxpools(layers)
+    relu_before = {pool: relu for relu, pool in merged.items()}
+    return [(f"{relu_before[name]}+{name}", layer, 0.0) if name in relu_before else (name, layer, None)
+            for name, layer in layers.items() if name not in merged]
+
+
 class Sequential:
     """Named layers run in order. Parameters and state are keyed ``<layer name>.<parameter name>``.
 
@@ -80,7 +93,6 @@ class Sequential:
         for name, layer in self.layers.items():
             layer.name = name  # error messages then name the layer as the model does
         self.training = True
-        self._merged_relus: set[str] = set()   # ReLUs the last forward ran inside the max-pool after them
 
     def forward(self, x: np.ndarray, dropout_masks: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """Run every layer. ``dropout_masks`` maps a dropout layer's name to the keep-mask it must use.
@@ -90,15 +102,10 @@ class Sequential:
         if not grad_enabled() and not dropout_masks:
             return inference_forward(self.layers, x)
         masks = dropout_masks or {}
-        merged = relus_before_maxpools(self.layers)
-        floored = set(merged.values())
-        self._merged_relus = set(merged)
-        for name, layer in self.layers.items():
-            if name in merged:
-                continue                       # run by the max-pool after it
-            if name in floored:
-                assert isinstance(layer, MaxPool2d)    # relus_before_maxpools checked it
-                x = layer.forward(x, floor=0)
+        for name, layer, floor in training_steps(self.layers):
+            if floor is not None:
+                assert isinstance(layer, MaxPool2d)    # training_steps floors only a max-pool
+                x = layer.forward(x, floor=floor)
             elif isinstance(layer, Dropout) and name in masks:
                 x = layer.forward(x, masks[name])
             else:
@@ -110,9 +117,7 @@ class Sequential:
     def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
         """Back-propagate ``dL/d(output)`` through every layer in reverse; fills each ``Parameter.grad``."""
         grad: np.ndarray | None = grad_out
-        for name, layer in reversed(self.layers.items()):
-            if name in self._merged_relus:
-                continue                       # the max-pool after it returned dL/d(its input)
+        for _, layer, _ in reversed(training_steps(self.layers)):   # a merged ReLU is its max-pool's
             if grad is None:
                 raise RuntimeError(f"{layer.name}: the layer after it computed no input gradient")
             grad = layer.backward(grad)
