@@ -127,7 +127,7 @@ def ms(seconds: float) -> float:
 def numpy_train_step(model, opt, x, y) -> None:
     logits = model(x)
     _, grad = scratch.cross_entropy(logits, y)
-    model.backward(grad)
+    model.backward(grad, opt)     # each layer's update starts once its gradients are final (scratch/train.py)
     opt.step()
 
 

@@ -21,8 +21,9 @@ keys (``conv1.weight``, ``batch1.running_mean``, ...) are identical.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
+from typing import Protocol
 
 import numpy as np
 
@@ -76,6 +77,17 @@ def training_steps(layers: dict[str, Layer]) -> list[tuple[str, Layer, float | N
             for name, layer in layers.items() if name not in merged]
 
 
+class StartsUpdates(Protocol):
+    """An optimizer that can start a parameter's update before ``step()`` (every one in scratch/optim.py).
+
+    Chapter: docs/09-adam.md.
+    """
+
+    params: Mapping[str, Parameter]
+
+    def start_update(self, names: Iterable[str]) -> None: ...
+
+
 class Sequential:
     """Named layers run in order. Parameters and state are keyed ``<layer name>.<parameter name>``.
 
@@ -114,13 +126,24 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
-        """Back-propagate ``dL/d(output)`` through every layer in reverse; fills each ``Parameter.grad``."""
+    def backward(self, grad_out: np.ndarray, optimizer: StartsUpdates | None = None) -> np.ndarray | None:
+        """Back-propagate ``dL/d(output)`` through every layer in reverse; fills each ``Parameter.grad``.
+
+        With an ``optimizer`` (any of scratch/optim.py), each layer's parameters are handed to
+        ``optimizer.start_update`` as soon as the layer's backward pass has filled their gradients: their
+        update runs on another core while the layers below go on, and the caller's ``optimizer.step()``
+        finishes the step (docs/09-adam.md, "Speed"). The first layer with parameters is left to ``step()``:
+        no backward pass is left to overlap with. The same updates as ``backward`` then ``step``."""
         grad: np.ndarray | None = grad_out
-        for _, layer, _ in reversed(training_steps(self.layers)):   # a merged ReLU is its max-pool's
+        steps = list(reversed(training_steps(self.layers)))        # a merged ReLU is its max-pool's
+        with_parameters = [layer for _, layer, _ in steps if layer.parameters()]
+        for _, layer, _ in steps:
             if grad is None:
                 raise RuntimeError(f"{layer.name}: the layer after it computed no input gradient")
             grad = layer.backward(grad)
+            if optimizer is not None and layer in with_parameters[:-1]:
+                names = [f"{layer.name}.{key}" for key in layer.parameters()]
+                optimizer.start_update([name for name in names if name in optimizer.params])
         return grad
 
     def parameters(self) -> dict[str, Parameter]:

@@ -25,6 +25,8 @@ of a parameter is updated on its own, so a large parameter's rows are split betw
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from concurrent.futures import Future, wait
 from functools import partial
 
 import numpy as np
@@ -49,13 +51,86 @@ def _lerp_(start: np.ndarray, end: np.ndarray, weight: float, scratch: np.ndarra
 
 
 class Optimizer:
-    """What every optimizer here shares: the named parameters and ``zero_grad``. (docs/09-adam.md)"""
+    """What every optimizer here shares: the named parameters, ``zero_grad``, and a step that can start early.
+
+    A step is one call of ``_update_parameter(name)`` for every parameter with a gradient, after
+    ``_begin_step()`` has counted the step (``step_count``) and set what all parameters share (Adam's bias
+    corrections). :meth:`step` runs it. :meth:`start_update` runs part of it ahead, on another core, for
+    parameters whose gradients are already final; :meth:`step` then updates the others and waits for those.
+
+    Chapter: docs/09-adam.md.
+    """
 
     params: dict[str, Parameter]
+    step_count: int
+    _step_open = False   # a step has begun (start_update) and step() has not finished it yet
+
+    def step(self) -> None:
+        """One update of every parameter from its ``grad`` (parameters without a gradient are skipped).
+        Parameters that :meth:`start_update` started are not updated again: this waits for them."""
+        self._open_step()
+        try:
+            for name, param in self.params.items():
+                if param.grad is not None and name not in self._started_names:
+                    self._update_parameter(name)
+        finally:
+            self._close_step()
+
+    def start_update(self, names: Iterable[str]) -> None:
+        """Start this step's update of the parameters ``names`` on another core and return at once; the
+        next :meth:`step` updates the other parameters, waits for these, and ends the step.
+
+        For parameters whose gradients are final: ``model.backward(grad, optimizer)`` (scratch/model.py)
+        calls it for each layer as soon as that layer's backward pass is done, so that the update of the
+        last layers runs while the backward pass goes on through the first ones. The updates are the ones
+        :meth:`step` would make, so the numbers are the same. Between this and :meth:`step`, the gradients
+        of ``names`` must not change; ``zero_grad`` and the state dict refuse to run (call :meth:`step` first).
+
+        Chapter: docs/09-adam.md.
+        """
+        self._open_step()
+        names = [name for name in names if self.params[name].grad is not None and name not in self._started_names]
+
+        def update() -> None:
+            for name in names:
+                self._update_parameter(name)
+
+        if names:
+            self._started_names.update(names)
+            self._started.append(parallel.in_background(update))
+
+    def _open_step(self) -> None:
+        if not self._step_open:
+            self._started: list[Future] = []
+            self._started_names: set[str] = set()
+            self.step_count += 1
+            self._begin_step()
+            self._step_open = True
+
+    def _close_step(self) -> None:
+        """Wait for the updates :meth:`start_update` started (raising the first error) and end the step."""
+        started, self._started, self._started_names = self._started, [], set()
+        self._step_open = False
+        wait(started)
+        for future in started:
+            future.result()
+
+    def _require_no_open_step(self, what: str) -> None:
+        if self._step_open:
+            raise RuntimeError(f"{type(self).__name__}.{what}: a step was started (start_update) and not "
+                               f"finished: call step() first")
+
+    def _begin_step(self) -> None:
+        """What every parameter's update of this step shares (``step_count`` is already this step's)."""
+
+    def _update_parameter(self, name: str) -> None:
+        """This step's update of parameter ``name`` (which has a gradient), in place."""
+        raise NotImplementedError
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients, like ``torch.optim.Optimizer.zero_grad``: ``None`` (the default; ``step``
         then skips the parameter) or zeros in place."""
+        self._require_no_open_step("zero_grad")
         for param in self.params.values():
             if set_to_none:
                 param.grad = None
@@ -94,25 +169,24 @@ class Adam(Optimizer):
         self.max_exp_avg_sq = {k: np.zeros_like(p.data) for k, p in self.params.items()} if amsgrad else {}
         self._scratch = {k: np.empty_like(p.data) for k, p in self.params.items()}  # work space, not state
 
-    def step(self) -> None:
-        """One update of every parameter from its ``grad`` (parameters without a gradient are skipped)."""
+    def _begin_step(self) -> None:
         beta1, beta2 = self.betas
-        self.step_count += 1
         t = self.step_count
-        step_size = self.lr / (1 - beta1 ** t)
-        bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
-        for name, param in self.params.items():
-            if param.grad is None:
-                continue
-            update = partial(self._update, name, step_size, bias_correction2_sqrt)
-            if param.data.ndim == 0:
-                update(Ellipsis)
-            else:                                        # rows split between the cores (scratch/parallel.py)
-                parallel.run(update, len(param.data), 8 * param.data.size)
+        self._step_size = self.lr / (1 - beta1 ** t)
+        self._bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
 
-    def _update(self, name: str, step_size: float, bias_correction2_sqrt: float, rows) -> None:
+    def _update_parameter(self, name: str) -> None:
+        param = self.params[name]
+        update = partial(self._update_rows, name)
+        if param.data.ndim == 0:
+            update(Ellipsis)
+        else:                                        # rows split between the cores (scratch/parallel.py)
+            parallel.run(update, len(param.data), 8 * param.data.size)
+
+    def _update_rows(self, name: str, rows) -> None:
         """The update of parameter ``name``'s ``rows`` (a slice, or ``...`` for all of it)."""
         beta1, beta2 = self.betas
+        step_size, bias_correction2_sqrt = self._step_size, self._bias_correction2_sqrt
         param = self.params[name]
         assert param.grad is not None
         theta, grad = param.data[rows], param.grad[rows]
@@ -136,6 +210,7 @@ class Adam(Optimizer):
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Moments and step count as flat arrays (``exp_avg.<param>``, ...), for checkpoints."""
+        self._require_no_open_step("state_dict")
         state = {"step": np.array(self.step_count, dtype=np.int64)}
         for prefix, moments in (("exp_avg", self.exp_avg), ("exp_avg_sq", self.exp_avg_sq),
                                 ("max_exp_avg_sq", self.max_exp_avg_sq)):
@@ -144,6 +219,7 @@ class Adam(Optimizer):
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Load moments and step, after checking every key and shape (all problems reported at once)."""
+        self._require_no_open_step("load_state_dict")
         expected = {k: np.shape(v) for k, v in self.state_dict().items()}
         check_state_dict(expected, state, type(self).__name__)
         self.step_count = int(state["step"])
@@ -171,6 +247,7 @@ class AdamW(Adam):
 
 def _state_arrays(optimizer, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The flat state dict: ``"step"`` then ``"<torch state name>.<param>"`` for every per-parameter array."""
+    optimizer._require_no_open_step("state_dict")
     state = {"step": np.array(optimizer.step_count, dtype=np.int64)}
     for prefix in names:
         state.update({f"{prefix}.{k}": v.copy() for k, v in getattr(optimizer, prefix).items()})
@@ -178,6 +255,7 @@ def _state_arrays(optimizer, names: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 
 def _load_state_arrays(optimizer, names: tuple[str, ...], state: dict[str, np.ndarray]) -> None:
+    optimizer._require_no_open_step("load_state_dict")
     expected = {k: np.shape(v) for k, v in _state_arrays(optimizer, names).items()}
     check_state_dict(expected, state, type(optimizer).__name__)
     optimizer.step_count = int(state["step"])
@@ -219,24 +297,22 @@ class SGD(Optimizer):
         # Which buffers hold a value: torch creates a buffer on the parameter's first step with a gradient.
         self._buffer_started = dict.fromkeys(self.momentum_buffer, False)
 
-    def step(self) -> None:
-        self.step_count += 1
-        for name, param in self.params.items():
-            if param.grad is None:
-                continue
-            theta, grad = param.data, param.grad
-            if self.weight_decay:
-                grad = grad + self.weight_decay * theta
-            if self.momentum:
-                buf = self.momentum_buffer[name]
-                if not self._buffer_started[name]:
-                    buf[...] = grad                           # torch: buf = grad.clone()
-                    self._buffer_started[name] = True
-                else:
-                    buf *= self.momentum
-                    buf += (1 - self.dampening) * grad
-                grad = grad + self.momentum * buf if self.nesterov else buf
-            theta -= self.lr * grad
+    def _update_parameter(self, name: str) -> None:
+        param = self.params[name]
+        theta, grad = param.data, param.grad
+        assert grad is not None
+        if self.weight_decay:
+            grad = grad + self.weight_decay * theta
+        if self.momentum:
+            buf = self.momentum_buffer[name]
+            if not self._buffer_started[name]:
+                buf[...] = grad                           # torch: buf = grad.clone()
+                self._buffer_started[name] = True
+            else:
+                buf *= self.momentum
+                buf += (1 - self.dampening) * grad
+            grad = grad + self.momentum * buf if self.nesterov else buf
+        theta -= self.lr * grad
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """``step`` and ``momentum_buffer.<param>`` (the latter only when ``momentum != 0``)."""
@@ -272,20 +348,20 @@ class Adagrad(Optimizer):
         self.step_count = 0
         self.sum = {k: np.full_like(p.data, initial_accumulator_value) for k, p in self.params.items()}
 
-    def step(self) -> None:
-        self.step_count += 1
-        clr = self.lr / (1 + (self.step_count - 1) * self.lr_decay)
-        for name, param in self.params.items():
-            if param.grad is None:
-                continue
-            theta, grad = param.data, param.grad
-            if self.weight_decay:
-                grad = grad + self.weight_decay * theta
-            accumulated = self.sum[name]
-            accumulated += grad * grad
-            std = np.sqrt(accumulated)
-            std += self.eps
-            theta -= clr * (grad / std)
+    def _begin_step(self) -> None:
+        self._clr = self.lr / (1 + (self.step_count - 1) * self.lr_decay)
+
+    def _update_parameter(self, name: str) -> None:
+        param = self.params[name]
+        theta, grad = param.data, param.grad
+        assert grad is not None
+        if self.weight_decay:
+            grad = grad + self.weight_decay * theta
+        accumulated = self.sum[name]
+        accumulated += grad * grad
+        std = np.sqrt(accumulated)
+        std += self.eps
+        theta -= self._clr * (grad / std)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """``step`` and ``sum.<param>``."""
@@ -322,32 +398,30 @@ class RMSprop(Optimizer):
 
     _STATE = ("square_avg", "momentum_buffer", "grad_avg")
 
-    def step(self) -> None:
-        self.step_count += 1
+    def _update_parameter(self, name: str) -> None:
+        param = self.params[name]
+        theta, grad = param.data, param.grad
+        assert grad is not None
         alpha = self.alpha
-        for name, param in self.params.items():
-            if param.grad is None:
-                continue
-            theta, grad = param.data, param.grad
-            if self.weight_decay:
-                grad = grad + self.weight_decay * theta
-            v = self.square_avg[name]
-            v *= alpha
-            v += (1 - alpha) * (grad * grad)
-            if self.centered:
-                m = self.grad_avg[name]
-                _lerp_(m, grad, 1 - alpha)
-                avg = np.sqrt(v - m * m)
-            else:
-                avg = np.sqrt(v)
-            avg += self.eps
-            if self.momentum > 0:
-                buf = self.momentum_buffer[name]
-                buf *= self.momentum
-                buf += grad / avg
-                theta -= self.lr * buf
-            else:
-                theta -= self.lr * (grad / avg)
+        if self.weight_decay:
+            grad = grad + self.weight_decay * theta
+        v = self.square_avg[name]
+        v *= alpha
+        v += (1 - alpha) * (grad * grad)
+        if self.centered:
+            m = self.grad_avg[name]
+            _lerp_(m, grad, 1 - alpha)
+            avg = np.sqrt(v - m * m)
+        else:
+            avg = np.sqrt(v)
+        avg += self.eps
+        if self.momentum > 0:
+            buf = self.momentum_buffer[name]
+            buf *= self.momentum
+            buf += grad / avg
+            theta -= self.lr * buf
+        else:
+            theta -= self.lr * (grad / avg)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """``step``, ``square_avg.<param>``, ``momentum_buffer.<param>`` (momentum > 0), ``grad_avg.<param>``

@@ -111,11 +111,11 @@ def parts(length: int, numbers: int) -> list[slice]:
     return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def _run_part(body: Callable[[slice], object], part: slice) -> None:
+def _run_part(body: Callable[[slice], object], part: slice) -> object:
     """``body(part)``, marked as running inside a body: a :func:`run` it calls stays in its thread."""
     _inside.active = True
     try:
-        body(part)
+        return body(part)
     finally:
         _inside.active = False
 
@@ -174,7 +174,10 @@ def in_background(function: Callable[[], object]) -> Future:
     """Start ``function()`` on a thread of its own and return its ``Future`` at once; with one worker
     (``SIMPLECNN_THREADS=1``) it runs here, before this returns. For work that one core can do while
     the caller goes on: ``SimpleCNN`` draws a step's dropout masks so, while its first layers run
-    (docs/06-dropout.md). Like a part of :func:`run`, ``function`` must not run a large BLAS product.
+    (docs/06-dropout.md), and an optimizer updates the last layers' parameters so while the backward pass
+    goes on (``Optimizer.start_update``, docs/09-adam.md). Functions started so run one after the other, in
+    the order they were started. Like a part of :func:`run`, ``function`` must not run a large BLAS
+    product, and a :func:`run` it calls stays in its thread.
 
     Chapter: docs/03-convolution.md.
     """
@@ -188,4 +191,4 @@ def in_background(function: Callable[[], object]) -> Future:
         return future
     if _background is None:
         _background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simplecnn-background")
-    return _background.submit(function)
+    return _background.submit(_run_part, lambda _: function(), slice(0))

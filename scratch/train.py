@@ -4,33 +4,31 @@ One training step is the four stages of docs/01-overview.md::
 
     logits = model(x)                              forward, caching what backward needs
     loss, dlogits = cross_entropy(logits, y)       loss and its gradient w.r.t. the logits
-    model.backward(dlogits)                        every layer's parameter gradients
+    model.backward(dlogits, optimizer)             every layer's parameter gradients (and, on another
+                                                   core, the update of those already final)
     optimizer.step()                               Adam update of every parameter
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 import numpy as np
 
 from .loss import CrossEntropyLoss, cross_entropy
 from .model import Sequential
-from .module import no_grad
-
-
-class Stepper(Protocol):
-    """Any optimizer of ``scratch.optim``: all the loop needs is ``step()``. (docs/01-overview.md)"""
-
-    def step(self) -> None: ...
+from .module import Parameter, no_grad
 
 
 class Optimizer(Protocol):
     """What the training loop asks of an optimizer (every one in ``scratch.optim``). (docs/01-overview.md)"""
 
+    params: Mapping[str, Parameter]
+
     def zero_grad(self, set_to_none: bool = True) -> None: ...
+    def start_update(self, names: Iterable[str]) -> None: ...
     def step(self) -> None: ...
 
 
@@ -43,12 +41,12 @@ class NonFiniteLossError(FloatingPointError):
         self.epoch, self.step, self.loss = epoch, step, loss
 
 
-def train_step(model: Sequential, optimizer: Stepper, x: np.ndarray, y: np.ndarray,
+def train_step(model: Sequential, optimizer: Optimizer, x: np.ndarray, y: np.ndarray,
                dropout_masks: dict[str, np.ndarray] | None = None) -> float:
     """One forward, backward and optimizer step on a batch. Returns the batch's mean loss. (docs/01-overview.md)"""
     logits = model.forward(x, dropout_masks)
     loss, dlogits = cross_entropy(logits, y)
-    model.backward(dlogits)
+    model.backward(dlogits, optimizer)
     optimizer.step()
     return loss
 
@@ -60,7 +58,9 @@ def train_one_epoch(model: Sequential, loss_fn: CrossEntropyLoss, optimizer: Opt
 
     The one training loop of the NumPy implementation: the CLI (``simplecnn.backends``) and the guide's
     ``train_model`` (``scratch.guide``) both run it. Each step is ``loss_fn(model(x), y)``,
-    ``model.backward(loss_fn.backward())``, ``optimizer.step()``.
+    ``model.backward(loss_fn.backward(), optimizer)``, ``optimizer.step()``: the updates of the last
+    layers start while the backward pass goes on (``Sequential.backward``), the same numbers as
+    ``model.backward(...)`` then ``optimizer.step()``.
     Steps are numbered from ``first_step`` (a resumed epoch starts further in).
     ``after_step(step, loss)`` is called after each step (progress bars, interruption checks).
     A NaN or infinite loss raises :class:`NonFiniteLossError` before the optimizer uses it.
@@ -74,7 +74,7 @@ def train_one_epoch(model: Sequential, loss_fn: CrossEntropyLoss, optimizer: Opt
         loss = float(loss_fn(model.forward(x), y))
         if not math.isfinite(loss):
             raise NonFiniteLossError(epoch, step, loss)
-        model.backward(loss_fn.backward())
+        model.backward(loss_fn.backward(), optimizer)
         optimizer.step()
         total, count = total + loss, count + 1
         if after_step is not None:

@@ -272,12 +272,10 @@ def _cross_entropy(fn, module) -> prop.Implementation:
 
 def _adam(fn, module) -> prop.Implementation:
     class LearnerAdam(scratch.Adam):
-        def step(self):
-            self.step_count += 1
-            for name, param in self.params.items():
-                if param.grad is not None:
-                    fn(param.data, param.grad, self.exp_avg[name], self.exp_avg_sq[name], self.step_count,
-                       self.lr, self.betas, self.eps, self.weight_decay)
+        def _update_parameter(self, name):          # step() calls it for every parameter with a gradient
+            param = self.params[name]
+            fn(param.data, param.grad, self.exp_avg[name], self.exp_avg_sq[name], self.step_count,
+               self.lr, self.betas, self.eps, self.weight_decay)
 
     return prop.Implementation(adam=LearnerAdam)
 
@@ -367,37 +365,31 @@ def _multi_margin(fn, module) -> prop.Implementation:
 
 def _sgd(fn, module) -> prop.Implementation:
     class LearnerSGD(scratch.SGD):
-        def step(self):
-            self.step_count += 1
-            for name, param in self.params.items():
-                if param.grad is not None:
-                    fn(param.data, param.grad, self.momentum_buffer.get(name), self.step_count, self.lr,
-                       self.momentum, self.dampening, self.weight_decay, self.nesterov)
+        def _update_parameter(self, name):
+            param = self.params[name]
+            fn(param.data, param.grad, self.momentum_buffer.get(name), self.step_count, self.lr,
+               self.momentum, self.dampening, self.weight_decay, self.nesterov)
 
     return prop.Implementation(sgd=LearnerSGD)
 
 
 def _adagrad(fn, module) -> prop.Implementation:
     class LearnerAdagrad(scratch.Adagrad):
-        def step(self):
-            self.step_count += 1
-            for name, param in self.params.items():
-                if param.grad is not None:
-                    fn(param.data, param.grad, self.sum[name], self.step_count, self.lr, self.lr_decay,
-                       self.weight_decay, self.eps)
+        def _update_parameter(self, name):
+            param = self.params[name]
+            fn(param.data, param.grad, self.sum[name], self.step_count, self.lr, self.lr_decay,
+               self.weight_decay, self.eps)
 
     return prop.Implementation(adagrad=LearnerAdagrad)
 
 
 def _rmsprop(fn, module) -> prop.Implementation:
     class LearnerRMSprop(scratch.RMSprop):
-        def step(self):
-            self.step_count += 1
-            for name, param in self.params.items():
-                if param.grad is not None:
-                    fn(param.data, param.grad, self.square_avg[name], self.grad_avg.get(name),
-                       self.momentum_buffer.get(name), self.lr, self.alpha, self.eps, self.weight_decay,
-                       self.momentum, self.centered)
+        def _update_parameter(self, name):
+            param = self.params[name]
+            fn(param.data, param.grad, self.square_avg[name], self.grad_avg.get(name),
+               self.momentum_buffer.get(name), self.lr, self.alpha, self.eps, self.weight_decay,
+               self.momentum, self.centered)
 
     return prop.Implementation(rmsprop=LearnerRMSprop)
 
