@@ -326,6 +326,12 @@ def input_gradient_by_kernel_rows(g_t: np.ndarray, weight: np.ndarray, padded_hw
     written and never read back (docs/03, "Backward as matrix products"), and kh products wake BLAS's
     threads kh times instead of kh*kw.
 
+    The additions of each kernel row are split between the cores by *input* rows (scratch/parallel.py):
+    a part owns the rows ``rows`` of ``dx`` and adds the output rows i with ``s_h i + d_h u`` in it, so no
+    two parts write the same number, and each number gets the same additions in the same order (u, then
+    v) for any number of parts. Measured on the training step (2-core AMD EPYC): 23.87 ms with the
+    additions on one core, 23.21 ms split.
+
     ``workspace``, if large enough, holds the product and the (Hp, Wp, N, C) sum instead of new arrays
     (:func:`conv2d_backward` passes the patch matrix, which ``dL/dw`` no longer needs).
 
@@ -343,12 +349,22 @@ def input_gradient_by_kernel_rows(g_t: np.ndarray, weight: np.ndarray, padded_hw
         memory = np.empty(product_size + sum_size, dtype=g_t.dtype)
     product = memory[:product_size].reshape(product_shape)
     dx_pad = memory[product_size:product_size + sum_size].reshape(sum_shape)   # (Hp, Wp, N, C)
-    dx_pad[...] = 0
     for u in range(kh):
         np.matmul(g_t, w_rows[u], out=product.reshape(-1, kw * c))
-        for v in range(kw):
-            target = dx_pad[_offset_slice(u * dh, ho, sh), _offset_slice(v * dw, wo, sw)]
-            target += product[:, :, :, v]
+
+        def add_kernel_row(rows: slice, u: int = u) -> None:   # the input rows ``rows``, on one core
+            if u == 0:
+                dx_pad[rows] = 0
+            # the output rows i that kernel row u sends into ``rows``: rows.start <= s_h i + d_h u < rows.stop
+            first, stop = (max(0, -(-(end - u * dh) // sh)) for end in (rows.start, rows.stop))
+            count = min(stop, ho) - first
+            if count <= 0:
+                return
+            for v in range(kw):
+                target = dx_pad[_offset_slice(first * sh + u * dh, count, sh), _offset_slice(v * dw, wo, sw)]
+                target += product[first:first + count, :, :, v]
+
+        parallel.run(add_kernel_row, padded_hw[0], 2 * product.size)
     return from_channels_last(dx_pad)
 
 
