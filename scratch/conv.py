@@ -231,6 +231,7 @@ def per_image_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     ``np.matmul`` runs a stack as one small BLAS product per image, one after the other, and OpenBLAS runs
     a product that small on one core (conv1's: CPU time equal to wall time), so the other core would wait.
+    (:func:`parallel.run_with_blas` makes sure each part's products stay on its core.)
     Measured on conv1 (batch 64, float32): 0.59 ms forward and 0.60 ms for ``dL/dw`` in one thread, 0.35
     and 0.38 ms split in two.
 
@@ -241,7 +242,7 @@ def per_image_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     def multiply(part: slice) -> None:         # the images ``part``, on one core
         np.matmul(a if a.ndim == 2 else a[part], b[part], out=out[part])
 
-    parallel.run(multiply, len(b), a.size + b.size + out.size)
+    parallel.run_with_blas(multiply, len(b), a.size + b.size + out.size)
     return out
 
 
@@ -323,48 +324,52 @@ def input_gradient_by_kernel_rows(g_t: np.ndarray, weight: np.ndarray, padded_hw
 
     in an (Hp, Wp, N, C) array, where every slice over (i, j) is a run of N*C numbers. The kh products
     cost the same multiply-adds as ``w2.T @ G``, but the (C*kh*kw, Ho*Wo*N) ``dL/dcols`` is never
-    written and never read back (docs/03, "Backward as matrix products"), and kh products wake BLAS's
-    threads kh times instead of kh*kw.
+    written and never read back (docs/03, "Backward as matrix products").
 
-    The additions of each kernel row are split between the cores by *input* rows (scratch/parallel.py):
-    a part owns the rows ``rows`` of ``dx`` and adds the output rows i with ``s_h i + d_h u`` in it, so no
-    two parts write the same number, and each number gets the same additions in the same order (u, then
-    v) for any number of parts. Measured on the training step (2-core AMD EPYC): 23.87 ms with the
-    additions on one core, 23.21 ms split.
+    The work is split between the cores by *input* rows (:func:`parallel.run_with_blas`): a part owns the
+    rows ``rows`` of ``dx`` and, for each kernel row u, multiplies only the output rows i that land in
+    them (``s_h i + d_h u`` in ``rows``), on its own core, and adds them in at once, while they are in
+    its cache. The products go one output row at a time (``np.matmul`` over the stack of rows ``g_rows``:
+    BLAS is called once per row, (Wo*N, O) @ (O, kw*C)), so they are the same calls whichever rows a part
+    owns, no two parts write the same number, and every number gets the same additions in the same order
+    (u, then v): the result is the same, bit for bit, for any number of parts.
 
-    ``workspace``, if large enough, holds the product and the (Hp, Wp, N, C) sum instead of new arrays
-    (:func:`conv2d_backward` passes the patch matrix, which ``dL/dw`` no longer needs).
+    ``workspace``, if large enough, holds the parts' products and the (Hp, Wp, N, C) sum instead of new
+    arrays (:func:`conv2d_backward` passes the patch matrix, which ``dL/dw`` no longer needs).
 
     Chapter: docs/03-convolution.md.
     """
     o, c, kh, kw = weight.shape
     (ho, wo), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    hp = padded_hw[0]
     w_rows = np.ascontiguousarray(weight.transpose(2, 0, 3, 1)).reshape(kh, o, kw * c)   # w_rows[u]: (O, (v, c))
-    product_shape, sum_shape = (ho, wo, n, kw, c), (*padded_hw, n, c)
-    product_size, sum_size = int(np.prod(product_shape)), int(np.prod(sum_shape))
-    if (workspace is not None and workspace.size >= product_size + sum_size
+    g_rows = g_t.reshape(ho, wo * n, o)                                                 # g_rows[i]: output row i
+    row_size, sum_shape = wo * n * kw * c, (*padded_hw, n, c)      # a product row: (Wo, N, kw, C)
+    products_size, sum_size = hp * row_size, int(np.prod(sum_shape))
+    if (workspace is not None and workspace.size >= products_size + sum_size
             and workspace.dtype == g_t.dtype and workspace.flags.c_contiguous):
         memory = workspace.reshape(-1)
     else:
-        memory = np.empty(product_size + sum_size, dtype=g_t.dtype)
-    product = memory[:product_size].reshape(product_shape)
-    dx_pad = memory[product_size:product_size + sum_size].reshape(sum_shape)   # (Hp, Wp, N, C)
-    for u in range(kh):
-        np.matmul(g_t, w_rows[u], out=product.reshape(-1, kw * c))
+        memory = np.empty(products_size + sum_size, dtype=g_t.dtype)
+    dx_pad = memory[products_size:products_size + sum_size].reshape(sum_shape)   # (Hp, Wp, N, C)
 
-        def add_kernel_row(rows: slice, u: int = u) -> None:   # the input rows ``rows``, on one core
-            if u == 0:
-                dx_pad[rows] = 0
+    def input_rows(rows: slice) -> None:       # the input rows ``rows``, on one core (scratch/parallel.py)
+        dx_pad[rows] = 0
+        # this part's products: at most one per input row it owns, in memory no other part uses
+        products = memory[rows.start * row_size:rows.stop * row_size]
+        for u in range(kh):
             # the output rows i that kernel row u sends into ``rows``: rows.start <= s_h i + d_h u < rows.stop
             first, stop = (max(0, -(-(end - u * dh) // sh)) for end in (rows.start, rows.stop))
             count = min(stop, ho) - first
             if count <= 0:
-                return
+                continue
+            product = products[:count * row_size].reshape(count, wo, n, kw, c)
+            np.matmul(g_rows[first:first + count], w_rows[u], out=product.reshape(count, wo * n, kw * c))
             for v in range(kw):
                 target = dx_pad[_offset_slice(first * sh + u * dh, count, sh), _offset_slice(v * dw, wo, sw)]
-                target += product[first:first + count, :, :, v]
+                target += product[:, :, :, v]
 
-        parallel.run(add_kernel_row, padded_hw[0], 2 * product.size)
+    parallel.run_with_blas(input_rows, hp, 2 * (ho * row_size + sum_size))
     return from_channels_last(dx_pad)
 
 

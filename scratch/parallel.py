@@ -19,9 +19,9 @@ Rules that keep it exact and simple:
   one thread would: the results are bit-identical for any number of workers. (A sum that runs
   *across* the parts, e.g. batch-norm's per-channel statistics, is finished by the caller after
   the parts are done, in a fixed order.)
-* Bodies call BLAS only for products so small that BLAS runs each on one core (the per-image products
-  of a convolution, scratch/conv.py ``per_image_products``): the large products keep BLAS's own threads,
-  and the two kinds never compete.
+* Bodies that call BLAS run through :func:`run_with_blas`, which sets BLAS to one thread while the parts
+  run: each part's products then run on its own core, and BLAS's threads and scratch's never compete
+  for one. (Products outside a body keep BLAS's own threads.)
 * A call from inside a body runs serially (no thread waits for a thread of its own pool).
 * Work of fewer than :data:`MIN_NUMBERS` numbers is not split: waking a thread and handing it a part
   costs 20 to 100 microseconds (more on a virtual machine, whose idle core must be woken too), and a
@@ -29,6 +29,13 @@ Rules that keep it exact and simple:
   EPYC: batch-norm 2's forward and backward passes ((64, 64, 8, 8), 262,144 numbers) took 1.3 and 1.1 ms
   split in two and 0.39 and 0.35 ms in one thread, while batch-norm 1's ((64, 32, 24, 24), 1.2 million
   numbers) took 1.8 and 1.8 ms split against 2.7 and 2.0 ms in one thread.
+
+BLAS threads: OpenBLAS (NumPy's BLAS in its wheels) has a process-wide thread count that
+``openblas_set_num_threads`` sets; :func:`run_with_blas` sets it to 1 for the duration of a split run
+and back afterwards (a lock and a count keep nested or concurrent runs right). Where no OpenBLAS is
+found (NumPy built on another BLAS), it does not split: the body runs once, over everything, in the
+calling thread, with BLAS's own threads. A product's rows are computed the same way whichever rows are
+asked for, so the parts give the numbers of the whole (tests/test_parallel.py).
 
 :func:`in_background` is the other use of a spare core: it starts one function on a thread of its own
 and returns at once (SimpleCNN draws a step's dropout masks so while its first layers run).
@@ -41,6 +48,8 @@ Chapter: docs/03-convolution.md ("Speed: every core").
 
 from __future__ import annotations
 
+import ctypes
+import glob
 import os
 import threading
 from collections.abc import Callable
@@ -141,6 +150,87 @@ def run(body: Callable[[slice], object], length: int, numbers: int) -> None:
         wait(futures)              # every part has finished before run returns or raises
     for future in futures:         # the caller's own error, if any, has been raised above: it comes first
         future.result()
+
+
+def _loaded_openblas_paths() -> list[str]:
+    """Files of the OpenBLAS libraries this process has loaded (Linux), or that NumPy's wheel ships."""
+    paths = []
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = [line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1].lower()]
+    except OSError:
+        pass
+    numpy_dir = os.path.dirname(np.__file__)
+    for pattern in ("../numpy.libs/*openblas*", ".dylibs/*openblas*"):
+        paths += glob.glob(os.path.join(numpy_dir, pattern))
+    return list(dict.fromkeys(paths))
+
+
+def _find_blas_thread_control() -> tuple[Callable[[int], None], Callable[[], int]] | None:
+    """OpenBLAS's ``(set_num_threads, get_num_threads)``, under any of the names its builds export
+    (NumPy's wheels prefix ``scipy_`` and suffix ``64_``), or ``None`` where there is none."""
+    for path in _loaded_openblas_paths():
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", "_64", ""):
+                try:
+                    setter = getattr(library, f"{prefix}_set_num_threads{suffix}")
+                    getter = getattr(library, f"{prefix}_get_num_threads{suffix}")
+                except AttributeError:
+                    continue
+                setter.argtypes, setter.restype, getter.restype = [ctypes.c_int], None, ctypes.c_int
+                return setter, getter
+    return None
+
+
+_blas_threads = _find_blas_thread_control()
+_blas_lock = threading.Lock()
+_blas_single = {"depth": 0, "saved": 1}
+
+
+def blas_threads_settable() -> bool:
+    """Whether :func:`run_with_blas` can set BLAS to one thread here (an OpenBLAS was found).
+
+    Chapter: docs/03-convolution.md.
+    """
+    return _blas_threads is not None
+
+
+def _set_blas_single(single: bool) -> None:
+    """Enter (``True``) or leave a stretch of one BLAS thread; the outermost one saves and restores."""
+    assert _blas_threads is not None
+    set_threads, get_threads = _blas_threads
+    with _blas_lock:
+        if single:
+            if _blas_single["depth"] == 0:
+                _blas_single["saved"] = get_threads()
+                set_threads(1)
+            _blas_single["depth"] += 1
+        else:
+            _blas_single["depth"] -= 1
+            if _blas_single["depth"] == 0:
+                set_threads(_blas_single["saved"])
+
+
+def run_with_blas(body: Callable[[slice], object], length: int, numbers: int) -> None:
+    """:func:`run` for a ``body`` that calls BLAS: while the parts run, BLAS uses one thread, so that each
+    part's products run on that part's core (module docstring). Work that is not split, or a machine
+    whose BLAS thread count cannot be set, runs ``body`` over everything in this thread, BLAS keeping
+    its own threads.
+
+    Chapter: docs/03-convolution.md.
+    """
+    if _blas_threads is None or len(parts(length, numbers)) == 1:
+        body(slice(0, length))
+        return
+    _set_blas_single(True)
+    try:
+        run(body, length, numbers)
+    finally:
+        _set_blas_single(False)
 
 
 def split_call(function: Callable[..., object], *args, out: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import scratch
 from scratch import parallel
 from scratch.activations import relu_backward, relu_forward
 from scratch.batchnorm import batchnorm2d_backward, batchnorm2d_forward, batchnorm2d_inference
-from scratch.conv import conv2d_backward, conv2d_forward
+from scratch.conv import conv2d_backward, conv2d_forward, input_gradient_by_kernel_rows
 from scratch.dropout import dropout_backward, dropout_forward
 from scratch.pool import maxpool2d_backward, maxpool2d_forward, maxpool2d_inference
 
@@ -173,6 +173,59 @@ def test_convolution(workers, dtype, batch_last, shape, stride, dilation, paddin
         return y, dx, dw, db
 
     same_with_workers(workers, compute)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel, stride, dilation, out_hw, extra",
+                         [((5, 5), (1, 1), (1, 1), (8, 8), 0), ((5, 4), (3, 2), (1, 2), (4, 1), 2),
+                          ((2, 3), (2, 3), (2, 1), (5, 5), 1), ((1, 1), (1, 1), (1, 1), (1, 3), 0)])
+def test_input_gradient_kernel_rows_by_input_rows(workers, dtype, kernel, stride, dilation, out_hw, extra):
+    """The parts own input rows and multiply only the output rows that land in them (strides, dilations,
+    rows no kernel row reaches): the same numbers for 1 to 5 parts, and the sum the formula gives."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo), n, c, o = kernel, stride, dilation, out_hw, 3, 2, 4
+    padded = (sh * (ho - 1) + dh * (kh - 1) + 1 + extra, sw * (wo - 1) + dw * (kw - 1) + 1 + extra)
+    g_t, weight = images((ho * wo * n, o), dtype), images((o, c, kh, kw), dtype)
+    dx = same_with_workers(workers, lambda: input_gradient_by_kernel_rows(g_t, weight, padded, stride, dilation,
+                                                                          out_hw, n), counts=(1, 2, 3, 5))[0]
+    expected = np.zeros((*padded, n, c))
+    g = g_t.astype(np.float64).reshape(ho, wo, n, o)
+    for u in range(kh):
+        for v in range(kw):
+            rows, cols = slice(u * dh, u * dh + sh * (ho - 1) + 1, sh), slice(v * dw, v * dw + sw * (wo - 1) + 1, sw)
+            expected[rows, cols] += g @ weight[:, :, u, v]
+    np.testing.assert_allclose(dx, expected.transpose(2, 3, 0, 1), rtol=1e-5, atol=1e-5)
+
+
+def test_run_with_blas_gives_blas_one_thread_while_the_parts_run(workers):
+    """Split: BLAS's thread count is 1 inside the parts (nested runs too) and what it was afterwards,
+    also after an error. Not split: the body runs once, BLAS keeping its threads."""
+    if not parallel.blas_threads_settable():
+        pytest.skip("no OpenBLAS whose thread count can be set")
+    get_threads = parallel._blas_threads[1]
+    before = get_threads()
+    seen: list[int] = []
+    workers(2)
+    parallel.run_with_blas(lambda part: seen.append(get_threads()), 4, 1 << 30)
+    parallel.run_with_blas(lambda part: parallel.run_with_blas(lambda p: seen.append(get_threads()), 2, 1 << 30),
+                           4, 1 << 30)
+    assert seen == [1] * 4 and get_threads() == before
+    with pytest.raises(ZeroDivisionError):
+        parallel.run_with_blas(lambda part: 1 / 0, 4, 1 << 30)
+    assert get_threads() == before
+    workers(1)
+    parts: list[slice] = []
+    parallel.run_with_blas(lambda part: (parts.append(part), seen.append(get_threads())), 4, 1 << 30)
+    assert parts == [slice(0, 4)] and seen[-1] == before
+
+
+def test_run_with_blas_without_a_settable_blas_runs_everything_at_once(workers, monkeypatch):
+    """Where BLAS's thread count cannot be set, splitting would run two multi-threaded BLAS calls at once:
+    the body runs once, over everything."""
+    workers(3)
+    monkeypatch.setattr(parallel, "_blas_threads", None)
+    parts: list[slice] = []
+    parallel.run_with_blas(parts.append, 6, 1 << 30)
+    assert parts == [slice(0, 6)]
 
 
 @pytest.mark.parametrize("kernel, stride, padding", [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 2), (1, 1))])
