@@ -174,7 +174,9 @@ def timed_in_blocks(numpy_step, torch_step, batches, args) -> tuple[list[float],
 
 # --- the NumPy step, layer by layer -----------------------------------------------------------------
 def numpy_train_step_by_layer(model, opt, x, y, times: dict[str, list[float]]) -> None:
-    """The same step as :func:`numpy_train_step`, with a timer around every step's forward/backward."""
+    """The step of :func:`numpy_train_step`, with a timer around every step's forward/backward. The Adam
+    update runs after the whole backward pass here (``backward`` then ``step``), so that it is timed on its
+    own; :func:`numpy_train_step` starts each layer's update during the backward pass."""
     clock = time.perf_counter
     steps = training_steps(model.layers)   # as model(x) runs them: relu1+max1 is one step
     for name, layer, floor in steps:
