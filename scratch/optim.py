@@ -88,6 +88,10 @@ class Optimizer:
 
         Chapter: docs/09-adam.md.
         """
+        names = list(names)
+        unknown = [name for name in names if name not in self.params]
+        if unknown:
+            raise KeyError(f"{type(self).__name__}.start_update: no parameter named {', '.join(unknown)}")
         self._open_step()
         names = [name for name in names if self.params[name].grad is not None and name not in self._started_names]
 

@@ -175,7 +175,7 @@ def _find_blas_thread_control() -> tuple[Callable[[int], None], Callable[[], int
         except OSError:
             continue
         for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", "_64", ""):
+            for suffix in ("64_", "_64_", ""):
                 try:
                     setter = getattr(library, f"{prefix}_set_num_threads{suffix}")
                     getter = getattr(library, f"{prefix}_get_num_threads{suffix}")

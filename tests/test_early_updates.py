@@ -77,6 +77,14 @@ def test_a_parameter_started_early_is_updated_once():
     assert opt.step_count == ref_opt.step_count == 1
 
 
+def test_an_unknown_parameter_is_named_and_opens_no_step():
+    opt = scratch.Adam({"w": scratch.Parameter(np.ones(2))})
+    with pytest.raises(KeyError, match="no parameter named fc9.weight"):
+        opt.start_update(["w", "fc9.weight"])
+    opt.zero_grad()                      # no step was left open
+    assert opt.step_count == 0
+
+
 @pytest.mark.parametrize("call", ["zero_grad", "state_dict", "load_state_dict"])
 def test_an_open_step_must_be_finished_first(call):
     """Between start_update and step(), zeroing the gradients or saving the state would mix two steps."""
