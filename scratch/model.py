@@ -136,12 +136,12 @@ class Sequential:
         no backward pass is left to overlap with. The same updates as ``backward`` then ``step``."""
         grad: np.ndarray | None = grad_out
         steps = list(reversed(training_steps(self.layers)))        # a merged ReLU is its max-pool's
-        with_parameters = [layer for _, layer, _ in steps if layer.parameters()]
+        started_early = [layer for _, layer, _ in steps if layer.parameters()][:-1]   # all but the first
         for _, layer, _ in steps:
             if grad is None:
                 raise RuntimeError(f"{layer.name}: the layer after it computed no input gradient")
             grad = layer.backward(grad)
-            if optimizer is not None and layer in with_parameters[:-1]:
+            if optimizer is not None and layer in started_early:
                 names = [f"{layer.name}.{key}" for key in layer.parameters()]
                 optimizer.start_update([name for name in names if name in optimizer.params])
         return grad

@@ -63,6 +63,7 @@ class Optimizer:
 
     params: dict[str, Parameter]
     step_count: int
+    weight_decay: float
     _step_open = False   # a step has begun (start_update) and step() has not finished it yet
 
     def step(self) -> None:
@@ -126,6 +127,15 @@ class Optimizer:
 
     def _begin_step(self) -> None:
         """What every parameter's update of this step shares (``step_count`` is already this step's)."""
+
+    def _weight_and_gradient(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(theta, g)`` of parameter ``name``, with the L2 penalty folded into the gradient as torch's SGD,
+        Adagrad and RMSprop do: ``g = g + weight_decay * theta`` (a new array; ``grad`` is left as it is)."""
+        param = self.params[name]
+        assert param.grad is not None
+        if self.weight_decay:
+            return param.data, param.grad + self.weight_decay * param.data
+        return param.data, param.grad
 
     def _update_parameter(self, name: str) -> None:
         """This step's update of parameter ``name`` (which has a gradient), in place."""
@@ -302,11 +312,7 @@ class SGD(Optimizer):
         self._buffer_started = dict.fromkeys(self.momentum_buffer, False)
 
     def _update_parameter(self, name: str) -> None:
-        param = self.params[name]
-        theta, grad = param.data, param.grad
-        assert grad is not None
-        if self.weight_decay:
-            grad = grad + self.weight_decay * theta
+        theta, grad = self._weight_and_gradient(name)
         if self.momentum:
             buf = self.momentum_buffer[name]
             if not self._buffer_started[name]:
@@ -356,11 +362,7 @@ class Adagrad(Optimizer):
         self._clr = self.lr / (1 + (self.step_count - 1) * self.lr_decay)
 
     def _update_parameter(self, name: str) -> None:
-        param = self.params[name]
-        theta, grad = param.data, param.grad
-        assert grad is not None
-        if self.weight_decay:
-            grad = grad + self.weight_decay * theta
+        theta, grad = self._weight_and_gradient(name)
         accumulated = self.sum[name]
         accumulated += grad * grad
         std = np.sqrt(accumulated)
@@ -403,12 +405,8 @@ class RMSprop(Optimizer):
     _STATE = ("square_avg", "momentum_buffer", "grad_avg")
 
     def _update_parameter(self, name: str) -> None:
-        param = self.params[name]
-        theta, grad = param.data, param.grad
-        assert grad is not None
+        theta, grad = self._weight_and_gradient(name)
         alpha = self.alpha
-        if self.weight_decay:
-            grad = grad + self.weight_decay * theta
         v = self.square_avg[name]
         v *= alpha
         v += (1 - alpha) * (grad * grad)

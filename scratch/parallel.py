@@ -120,11 +120,12 @@ def parts(length: int, numbers: int) -> list[slice]:
     return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def _run_part(body: Callable[[slice], object], part: slice) -> object:
-    """``body(part)``, marked as running inside a body: a :func:`run` it calls stays in its thread."""
+def _run_inside(function: Callable[..., object], *args) -> object:
+    """``function(*args)`` (a part of :func:`run`, or a function of :func:`in_background`), marked as
+    running inside: a :func:`run` it calls stays in its thread."""
     _inside.active = True
     try:
-        return body(part)
+        return function(*args)
     finally:
         _inside.active = False
 
@@ -143,9 +144,9 @@ def run(body: Callable[[slice], object], length: int, numbers: int) -> None:
         return
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=_workers - 1, thread_name_prefix="simplecnn")
-    futures = [_pool.submit(_run_part, body, part) for part in pieces[1:]]
+    futures = [_pool.submit(_run_inside, body, part) for part in pieces[1:]]
     try:
-        _run_part(body, pieces[0])
+        _run_inside(body, pieces[0])
     finally:
         wait(futures)              # every part has finished before run returns or raises
     for future in futures:         # the caller's own error, if any, has been raised above: it comes first
@@ -281,4 +282,4 @@ def in_background(function: Callable[[], object]) -> Future:
         return future
     if _background is None:
         _background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simplecnn-background")
-    return _background.submit(_run_part, lambda _: function(), slice(0))
+    return _background.submit(_run_inside, function)
