@@ -22,8 +22,8 @@ Backward, with ``g = dL/dy`` laid out like the columns (O rows, one column per o
 * ``dL/dcols = w2.T @ g``, and ``dL/dx`` is *col2im* of that: each patch entry is added back to the
   input pixel it was copied from. Patches overlap when the stride is smaller than the dilated kernel's
   span ``d (k - 1) + 1``, so the scatter must *add*; it does so with one slice-add per kernel offset,
-  the mirror image of im2col. Batch last, the product and the scatter run one kernel row at a time
-  instead (:func:`input_gradient_by_kernel_rows`): the same sums, without the large ``dL/dcols``.
+  the mirror image of im2col. Batch last, the product and the scatter run one input row at a time
+  instead (:func:`input_gradient_by_input_rows`): the same sums, without the large ``dL/dcols``.
 
 Speed: the column order. The matrix products run near the machine's peak whatever the order of the
 N*Ho*Wo columns, so the only question is how cheaply im2col and col2im move memory. NumPy copies a
@@ -53,6 +53,7 @@ pass (per image) writes ``dL/dcols`` (same shape) over ``cols`` once ``dL/dw`` n
 
 from __future__ import annotations
 
+import math
 from typing import Literal, cast
 
 import numpy as np
@@ -252,8 +253,8 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
     ``dx`` is ``None`` when ``need_input_grad`` is false (the first layer, whose input is the data).
     ``db`` is ``None`` for a convolution without bias. The cache can be used once: once ``dw`` is known,
     the patch matrix is not needed any more, and its memory holds ``dL/dcols`` (per image) or the
-    arrays of :func:`input_gradient_by_kernel_rows` (batch last, where ``dx`` comes from one product per
-    kernel row).
+    arrays of :func:`input_gradient_by_input_rows` (batch last, where ``dx`` comes from one product per
+    input row).
 
     Chapter: docs/03-convolution.md.
     """
@@ -272,8 +273,8 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
         if not need_input_grad:
             return None, np.ascontiguousarray(dweight).reshape(weight.shape), dbias
         out_hw = grad_out.shape[2:]
-        dx_pad = input_gradient_by_kernel_rows(g_t, weight, padded_shape[1:3], stride, dilation, out_hw, n,
-                                               workspace=cols)   # dL/dw is known: cols's memory is free
+        dx_pad = input_gradient_by_input_rows(g_t, weight, padded_shape[1:3], stride, dilation, out_hw, n,
+                                              workspace=cols)   # dL/dw is known: cols's memory is free
         return dx_pad[:, :, ph:ph + h, pw:pw + w], np.ascontiguousarray(dweight).reshape(weight.shape), dbias
     # per image: g as (N, O, Ho*Wo) (NCHW already), cols as (N, C*kh*kw, Ho*Wo)
     g = grad_out.reshape(n, o, -1)
@@ -309,67 +310,86 @@ def from_channels_last(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a_nhwc.transpose(0, 2, 1)).reshape(n, c, h, w)
 
 
-def input_gradient_by_kernel_rows(g_t: np.ndarray, weight: np.ndarray, padded_hw: tuple[int, ...], stride: Pair,
-                                  dilation: Pair, out_hw: tuple[int, ...], n: int,
-                                  workspace: np.ndarray | None = None) -> np.ndarray:
-    """``dL/dx_pad`` (N, C, Hp, Wp) as one product per kernel row, with no patch matrix and no col2im.
+def input_gradient_by_input_rows(g_t: np.ndarray, weight: np.ndarray, padded_hw: tuple[int, ...], stride: Pair,
+                                 dilation: Pair, out_hw: tuple[int, ...], n: int,
+                                 workspace: np.ndarray | None = None) -> np.ndarray:
+    """``dL/dx_pad`` (N, C, Hp, Wp) as one product per input row, with no patch matrix and no col2im.
 
     ``dL/dcols = w2.T @ G`` followed by col2im adds, for every kernel offset (u, v), the rows of
     ``dL/dcols`` that belong to (u, v), ``w[:, :, u, v].T @ G``, into the input positions that offset
-    read. This does the same kernel row by kernel row: with ``g_t`` (Ho*Wo*N, O), the upstream gradient
-    channels last, one product gives the blocks of all kw offsets (u, 0), ..., (u, kw-1) side by side::
+    read. Input row r of ``x_pad`` is read by kernel row u of output row i exactly when ``s_h i + d_h u = r``,
+    so, with ``g_t`` (Ho*Wo*N, O), the upstream gradient channels last::
 
-        product = g_t @ w[:, :, u, :]                    ((Ho*Wo*N, O) @ (O, kw*C): columns (v, c))
-        dx[s_h i + d_h u, s_w j + d_w v, n, :] += product[(i, j, n), (v, :)]     for each v
+        dx[r, s_w j + d_w v, n, c] = sum over (i, u) with s_h i + d_h u = r, and over o,
+                                     of g[i, j, n, o] * w[o, c, u, v]
 
-    in an (Hp, Wp, N, C) array, where every slice over (i, j) is a run of N*C numbers. The kh products
-    cost the same multiply-adds as ``w2.T @ G``, but the (C*kh*kw, Ho*Wo*N) ``dL/dcols`` is never
-    written and never read back (docs/03, "Backward as matrix products").
+    For one input row, the sum over (i, u) and o is one matrix product: the output rows i that reach r
+    side by side, ``(Wo*N, count*O)``, times the kernel rows u that take them there stacked in the same
+    order, ``(count*O, kw*C)``. Its columns are (v, c): the blocks of the kw column offsets, which are
+    then added into the row at their positions ``s_w j + d_w v``::
 
-    The work is split between the cores by *input* rows (:func:`parallel.run_with_blas`): a part owns the
-    rows ``rows`` of ``dx`` and, for each kernel row u, multiplies only the output rows i that land in
-    them (``s_h i + d_h u`` in ``rows``), on its own core, and adds them in at once, while they are in
-    its cache. The products go one output row at a time (``np.matmul`` over the stack of rows ``g_rows``:
-    BLAS is called once per row, (Wo*N, O) @ (O, kw*C)), so they are the same calls whichever rows a part
-    owns, no two parts write the same number, and every number gets the same additions in the same order
-    (u, then v): the result is the same, bit for bit, for any number of parts.
+        product = g_side @ w_stack                      ((Wo*N, count*O) @ (count*O, kw*C))
+        dx[r, s_w j + d_w v, n, :] += product[(j, n), (v, :)]      for each v
 
-    ``workspace``, if large enough, holds the parts' products and the (Hp, Wp, N, C) sum instead of new
-    arrays (:func:`conv2d_backward` passes the patch matrix, which ``dL/dw`` no longer needs).
+    in an (Hp, Wp, N, C) array, where every slice over j is a run of N*C numbers. The products cost the
+    same multiply-adds as ``w2.T @ G``, but the (C*kh*kw, Ho*Wo*N) ``dL/dcols`` is never written and never
+    read back (docs/03, "Backward as matrix products"), and each number of ``dx`` gets kw additions instead
+    of kh*kw: the sum over kernel rows happens inside the products.
+
+    The pairs (i, u) that reach a row are spaced evenly (u down by ``s_h / gcd(s_h, d_h)``, i up by
+    ``d_h / gcd(s_h, d_h)``), so both factors are slices: ``g`` is first laid out as (Wo*N, Ho, O), output
+    rows side by side, and with stride 1 and dilation 1 (SimpleCNN's conv2) ``g_side`` and ``w_stack`` are
+    views, no copies.
+
+    The work is split between the cores by input rows (:func:`parallel.run_with_blas`): a part owns the
+    rows ``rows`` of ``dx`` and computes their products on its own core and adds them in at once, while they
+    are in its cache. Each row's product is the same BLAS call whichever part owns the row, and no two
+    parts write the same number: the result is the same, bit for bit, for any number of parts.
+
+    ``workspace``, if large enough, holds the side-by-side ``g``, the rows' products and the (Hp, Wp, N, C)
+    sum instead of new arrays (:func:`conv2d_backward` passes the patch matrix, which ``dL/dw`` no longer
+    needs).
 
     Chapter: docs/03-convolution.md.
     """
     o, c, kh, kw = weight.shape
     (ho, wo), (sh, sw), (dh, dw) = out_hw, stride, dilation
     hp = padded_hw[0]
-    w_rows = np.ascontiguousarray(weight.transpose(2, 0, 3, 1)).reshape(kh, o, kw * c)   # w_rows[u]: (O, (v, c))
-    g_rows = g_t.reshape(ho, wo * n, o)                                                 # g_rows[i]: output row i
-    row_size, sum_shape = wo * n * kw * c, (*padded_hw, n, c)      # a product row: (Wo, N, kw, C)
-    products_size, sum_size = hp * row_size, int(np.prod(sum_shape))
-    if (workspace is not None and workspace.size >= products_size + sum_size
-            and workspace.dtype == g_t.dtype and workspace.flags.c_contiguous):
-        memory = workspace.reshape(-1)
+    u_step, i_step = sh // math.gcd(sh, dh), dh // math.gcd(sh, dh)   # the pairs (i, u) reaching a row
+    # the kernel rows in reverse order: w_down[kh - 1 - u] is kernel row u as an (O, (v, c)) matrix
+    w_down = np.ascontiguousarray(weight[:, :, ::-1].transpose(2, 0, 3, 1)).reshape(kh, o, kw * c)
+    row_size, sum_shape = wo * n * kw * c, (*padded_hw, n, c)      # a product: (Wo, N, kw, C)
+    side_size, products_size, sum_size = g_t.size, hp * row_size, int(np.prod(sum_shape))
+    total = side_size + products_size + sum_size
+    if (workspace is not None and workspace.size >= total and workspace.dtype == g_t.dtype
+            and workspace.flags.c_contiguous):
+        memory = workspace.reshape(-1)[:total]
     else:
-        memory = np.empty(products_size + sum_size, dtype=g_t.dtype)
-    dx_pad = memory[products_size:products_size + sum_size].reshape(sum_shape)   # (Hp, Wp, N, C)
+        memory = np.empty(total, dtype=g_t.dtype)
+    g_side_by_side = memory[:side_size].reshape(wo * n, ho, o)                # [:, i]: output row i
+    np.copyto(g_side_by_side, g_t.reshape(ho, wo * n, o).transpose(1, 0, 2))
+    products = memory[side_size:side_size + products_size].reshape(hp, wo * n, kw * c)
+    dx_pad = memory[side_size + products_size:].reshape(sum_shape)           # (Hp, Wp, N, C)
 
     def input_rows(rows: slice) -> None:       # the input rows ``rows``, on one core (scratch/parallel.py)
         dx_pad[rows] = 0
-        # this part's products: at most one per input row it owns, in memory no other part uses
-        products = memory[rows.start * row_size:rows.stop * row_size]
-        for u in range(kh):
-            # the output rows i that kernel row u sends into ``rows``: rows.start <= s_h i + d_h u < rows.stop
-            first, stop = (max(0, -(-(end - u * dh) // sh)) for end in (rows.start, rows.stop))
-            count = min(stop, ho) - first
-            if count <= 0:
+        for r in range(rows.start, rows.stop):
+            # the kernel rows u (ascending) whose output row i = (r - d_h u) / s_h exists
+            reaching = [u for u in range(kh) if (r - u * dh) % sh == 0 and 0 <= (r - u * dh) // sh < ho]
+            if not reaching:
                 continue
-            product = products[:count * row_size].reshape(count, wo, n, kw, c)
-            np.matmul(g_rows[first:first + count], w_rows[u], out=product.reshape(count, wo * n, kw * c))
+            count, u_last = len(reaching), reaching[-1]
+            i_first = (r - u_last * dh) // sh                  # the output row of the last kernel row
+            g_side = g_side_by_side[:, i_first:i_first + i_step * (count - 1) + 1:i_step]
+            w_stack = w_down[kh - 1 - u_last:kh - 1 - u_last + u_step * (count - 1) + 1:u_step]
+            product = products[r]
+            np.matmul(g_side.reshape(wo * n, count * o), w_stack.reshape(count * o, kw * c), out=product)
+            product_v = product.reshape(wo, n, kw, c)
             for v in range(kw):
-                target = dx_pad[_offset_slice(first * sh + u * dh, count, sh), _offset_slice(v * dw, wo, sw)]
-                target += product[:, :, :, v]
+                target = dx_pad[r, _offset_slice(v * dw, wo, sw)]
+                target += product_v[:, :, v]
 
-    parallel.run_with_blas(input_rows, hp, 2 * (ho * row_size + sum_size))
+    parallel.run_with_blas(input_rows, hp, 2 * (products_size + sum_size))
     return from_channels_last(dx_pad)
 
 

@@ -12,7 +12,7 @@ import scratch
 from scratch import parallel
 from scratch.activations import relu_backward, relu_forward
 from scratch.batchnorm import batchnorm2d_backward, batchnorm2d_forward, batchnorm2d_inference
-from scratch.conv import conv2d_backward, conv2d_forward, input_gradient_by_kernel_rows
+from scratch.conv import conv2d_backward, conv2d_forward, input_gradient_by_input_rows
 from scratch.dropout import dropout_backward, dropout_forward
 from scratch.pool import maxpool2d_backward, maxpool2d_forward, maxpool2d_inference
 
@@ -178,14 +178,16 @@ def test_convolution(workers, dtype, batch_last, shape, stride, dilation, paddin
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel, stride, dilation, out_hw, extra",
                          [((5, 5), (1, 1), (1, 1), (8, 8), 0), ((5, 4), (3, 2), (1, 2), (4, 1), 2),
-                          ((2, 3), (2, 3), (2, 1), (5, 5), 1), ((1, 1), (1, 1), (1, 1), (1, 3), 0)])
-def test_input_gradient_kernel_rows_by_input_rows(workers, dtype, kernel, stride, dilation, out_hw, extra):
-    """The parts own input rows and multiply only the output rows that land in them (strides, dilations,
-    rows no kernel row reaches): the same numbers for 1 to 5 parts, and the sum the formula gives."""
+                          ((2, 3), (2, 3), (2, 1), (5, 5), 1), ((1, 1), (1, 1), (1, 1), (1, 3), 0),
+                          ((3, 3), (1, 1), (2, 1), (4, 4), 0), ((5, 2), (2, 1), (3, 1), (4, 3), 1)])
+def test_input_gradient_by_input_rows(workers, dtype, kernel, stride, dilation, out_hw, extra):
+    """One product per input row, over the (output row, kernel row) pairs that reach it (strides,
+    dilations, pairs spaced by more than one row, rows nothing reaches): the same numbers for 1 to 5
+    parts, and the sum the formula gives."""
     (kh, kw), (sh, sw), (dh, dw), (ho, wo), n, c, o = kernel, stride, dilation, out_hw, 3, 2, 4
     padded = (sh * (ho - 1) + dh * (kh - 1) + 1 + extra, sw * (wo - 1) + dw * (kw - 1) + 1 + extra)
     g_t, weight = images((ho * wo * n, o), dtype), images((o, c, kh, kw), dtype)
-    dx = same_with_workers(workers, lambda: input_gradient_by_kernel_rows(g_t, weight, padded, stride, dilation,
+    dx = same_with_workers(workers, lambda: input_gradient_by_input_rows(g_t, weight, padded, stride, dilation,
                                                                           out_hw, n), counts=(1, 2, 3, 5))[0]
     expected = np.zeros((*padded, n, c))
     g = g_t.astype(np.float64).reshape(ho, wo, n, o)
