@@ -56,15 +56,15 @@ def every_tied_maximum(grad_out: np.ndarray, cache: tuple) -> np.ndarray:
 
 def gradients(net: SimpleCNN, x: np.ndarray, targets: np.ndarray, masks: dict[str, np.ndarray],
               max_backward: Backward = pool.maxpool2d_backward) -> dict[str, np.ndarray]:
-    original = pool.maxpool2d_backward
-    pool.maxpool2d_backward = max_backward
+    original = pool.MaxPool2d.backward_function            # what MaxPool2d.backward calls
+    pool.MaxPool2d.backward_function = staticmethod(max_backward)
     try:
         net.train()
         loss = CrossEntropyLoss()
         loss.forward(net(x.astype(net.dtype), dropout_masks=masks), targets)
         net.backward(loss.backward())
     finally:
-        pool.maxpool2d_backward = original
+        pool.MaxPool2d.backward_function = staticmethod(original)
     return {name: p.grad.astype(np.float64) for name, p in net.parameters().items() if p.grad is not None}
 
 

@@ -1,11 +1,18 @@
-"""The benchmark script runs and ends with its ratio line (behaviour only: no timing is asserted)."""
+"""The benchmark script runs and ends with its ratio line (behaviour only: no timing is asserted); the docs'
+measurement script compares what it says it compares."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+
+from scratch import MaxPool2d, SimpleCNN
+from scratch.pool import maxpool2d_backward
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "train_step.py"
@@ -42,3 +49,28 @@ def test_benchmark_rejects_a_bad_option():
     result = run_benchmark("--steps", "0")
     assert result.returncode != 0
     assert "--steps" in result.stderr
+
+
+def load_docs_measurements():
+    spec = importlib.util.spec_from_file_location("docs_measurements", ROOT / "benchmarks" / "docs_measurements.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_docs_measurements_swap_the_max_pool_backward_they_compare():
+    """docs/04's tie measurement compares max-pool backward passes through MaxPool2d's hook: the "every tied
+    maximum" backward must really run (on a blank-background batch, full of tied windows) and change conv1's
+    gradient, and the layer's own backward must be back afterwards."""
+    measurements = load_docs_measurements()
+    rng = np.random.default_rng(0)
+    x = np.zeros((8, 1, 28, 28))
+    x[:, :, 8:20, 8:20] = rng.normal(size=(8, 1, 12, 12))          # a digit-like blob on a constant background
+    targets = rng.integers(0, 10, size=8)
+    net = SimpleCNN(seed=0, dtype=np.float64)
+    masks = net.sample_dropout_masks(len(x))
+    first = measurements.gradients(net, x, targets, masks)["conv1.weight"]
+    every = measurements.gradients(net, x, targets, masks, measurements.every_tied_maximum)["conv1.weight"]
+    assert np.max(np.abs(every - first)) > 1e-3 * np.max(np.abs(first))
+    assert MaxPool2d.backward_function is maxpool2d_backward
+    np.testing.assert_array_equal(measurements.gradients(net, x, targets, masks)["conv1.weight"], first)
