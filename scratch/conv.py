@@ -338,8 +338,8 @@ def input_gradient_by_input_rows(g_t: np.ndarray, weight: np.ndarray, padded_hw:
 
     The pairs (i, u) that reach a row are spaced evenly (u down by ``s_h / gcd(s_h, d_h)``, i up by
     ``d_h / gcd(s_h, d_h)``), so both factors are slices: ``g`` is first laid out as (Wo*N, Ho, O), output
-    rows side by side, and with stride 1 and dilation 1 (SimpleCNN's conv2) ``g_side`` and ``w_stack`` are
-    views, no copies.
+    rows side by side, and where the stride equals the dilation (both 1 in SimpleCNN's conv2) ``g_side``
+    and ``w_stack`` are views, no copies.
 
     The work is split between the cores by input rows (:func:`parallel.run_with_blas`): a part owns the
     rows ``rows`` of ``dx`` and computes their products on its own core and adds them in at once, while they
