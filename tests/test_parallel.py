@@ -3,7 +3,9 @@ bit-identical results for any number of workers (the module's promise, docs/03 "
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -105,6 +107,70 @@ def test_the_callers_own_error_is_the_one_raised(workers):
     with pytest.raises(ValueError, match="first part"):
         parallel.run(body, 4, 10**9)
     assert finished == [2]
+
+
+@pytest.mark.parametrize("spin_seconds", [0.0, 1e-3, 1.0])
+def test_a_slow_worker_part_is_waited_for_spinning_or_asleep(workers, monkeypatch, spin_seconds):
+    """The caller returns only once every part is done: whether the worker's part ends while the caller
+    still looks for it (a long spin) or after it has gone to sleep (no spin, 1 ms), and whether the worker
+    found its part looking (parts handed one right after another) or asleep."""
+    monkeypatch.setattr(parallel, "SPIN_SECONDS", spin_seconds)
+    workers(3)
+    done: list[int] = []
+
+    def body(part: slice) -> None:
+        if part.start > 0:
+            time.sleep(0.005 * part.start)             # the workers' parts end well after the caller's
+        done.append(part.start)
+
+    for _ in range(3):                                 # back to back: a worker may still be looking
+        done.clear()
+        parallel.run(body, 3, 10**9)
+        assert sorted(done) == [0, 1, 2]
+    time.sleep(2 * spin_seconds if spin_seconds < 1 else 0.01)   # asleep, or still looking
+    done.clear()
+    parallel.run(body, 3, 10**9)
+    assert sorted(done) == [0, 1, 2]
+
+
+def test_set_workers_stops_the_worker_threads(workers):
+    workers(3)
+    parallel.run(lambda part: None, 3, 10**9)
+    started = [t for t in threading.enumerate() if t.name.startswith("simplecnn_")]
+    assert len(started) == 2
+    workers(1)
+    assert not any(t.is_alive() for t in started)
+    workers(2)
+    seen: list[str] = []
+    parallel.run(lambda part: seen.append(threading.current_thread().name), 2, 10**9)
+    assert len(set(seen)) == 2                           # new threads, after the old ones were stopped
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this system")
+def test_a_forked_child_starts_its_own_worker_threads(workers):
+    """A child forked after the threads started has none of them: its runs must not wait for them."""
+    workers(2)
+    parallel.run(lambda part: None, 2, 10**9)            # the parent's worker thread exists
+    pid = os.fork()
+    if pid == 0:                                         # the child: exit status 0 if its run completes
+        code = 1
+        try:
+            out = np.zeros(4)
+            parallel.run(lambda part: out.__setitem__(part, 1.0), 4, 10**9)
+            code = 0 if out.sum() == 4 else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        finished, status = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's run never finished")
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_a_call_inside_a_body_runs_serially(workers):
