@@ -378,13 +378,12 @@ def input_gradient_by_input_rows(g_t: np.ndarray, weight: np.ndarray, padded_hw:
             reaching = [u for u in range(kh) if (r - u * dh) % sh == 0 and 0 <= (r - u * dh) // sh < ho]
             if not reaching:
                 continue
-            count, u_last = len(reaching), reaching[-1]
-            i_first = (r - u_last * dh) // sh                  # the output row of the last kernel row
-            g_side = g_side_by_side[:, i_first:i_first + i_step * (count - 1) + 1:i_step]
-            w_stack = w_down[kh - 1 - u_last:kh - 1 - u_last + u_step * (count - 1) + 1:u_step]
-            product = products[r]
-            np.matmul(g_side.reshape(wo * n, count * o), w_stack.reshape(count * o, kw * c), out=product)
-            product_v = product.reshape(wo, n, kw, c)
+            u_first, u_last = reaching[0], reaching[-1]
+            # kernel rows u_last down to u_first (w_down's order) go with output rows i going up
+            g_side = g_side_by_side[:, (r - u_last * dh) // sh:(r - u_first * dh) // sh + 1:i_step]
+            w_stack = w_down[kh - 1 - u_last:kh - u_first:u_step]
+            np.matmul(g_side.reshape(wo * n, -1), w_stack.reshape(-1, kw * c), out=products[r])
+            product_v = products[r].reshape(wo, n, kw, c)
             for v in range(kw):
                 target = dx_pad[r, _offset_slice(v * dw, wo, sw)]
                 target += product_v[:, :, v]

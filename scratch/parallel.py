@@ -178,9 +178,9 @@ class _Part:
 
 def _spin_for(poll: Callable[[], object]) -> object:
     """Call ``poll()`` again and again, offering the core to any other thread in between, for up to
-    :data:`SPIN_SECONDS`: its first result that is not ``None``, or ``None`` (module docstring, "Waiting")."""
+    :data:`SPIN_SECONDS`: its first true result, or its last, false, one (module docstring, "Waiting")."""
     deadline = time.perf_counter() + SPIN_SECONDS
-    while (result := poll()) is None and time.perf_counter() < deadline:
+    while not (result := poll()) and time.perf_counter() < deadline:
         _yield_core()
     return result
 
@@ -195,7 +195,10 @@ def _serve(parts_queue: queue.SimpleQueue) -> None:
         except queue.Empty:
             return None
 
-    while (part := _spin_for(handed_part) or parts_queue.get()) is not _STOP:
+    while True:
+        part = _spin_for(handed_part) or parts_queue.get()     # looking for a while, then asleep
+        if part is _STOP:
+            return
         assert isinstance(part, _Part)
         part.run()
 
@@ -240,13 +243,13 @@ def run(body: Callable[[slice], object], length: int, numbers: int) -> None:
     for part in handed:
         parts_queue.put(part)
 
-    def all_done() -> bool | None:
-        return all(part.done for part in handed) or None
+    def all_done() -> bool:
+        return all(part.done for part in handed)
 
     try:
         _run_inside(body, pieces[0])
     finally:                   # every part has finished before run returns or raises
-        if _spin_for(all_done) is None:
+        if not _spin_for(all_done):
             with _part_finished:
                 _part_finished.wait_for(all_done)
     for part in handed:        # the caller's own error, if any, has been raised above: it comes first
