@@ -55,6 +55,7 @@ blocks, and the first step of each block, which pays for the other's threads, is
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import platform
 import statistics
@@ -363,6 +364,47 @@ def check_float32(model, x) -> None:
         raise SystemExit("float32 path upcasts: " + ", ".join(bad))
 
 
+def blas_description() -> str:
+    """NumPy's BLAS library and version and, for OpenBLAS, the kernel set it runs: OpenBLAS picks one
+    when it is loaded, from the CPU or from ``OPENBLAS_CORETYPE`` where the environment sets it (on an
+    AVX-512 machine, ``Haswell`` kernels do half the multiply-adds per instruction that ``SkylakeX`` ones
+    do)."""
+    try:
+        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        library = f"{info['name']} {info['version']}"
+    except (KeyError, TypeError):
+        library = "unknown"
+    kernels = loaded_openblas_kernels()
+    if kernels is None:
+        return library
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return f"{library}, {kernels} kernels" + (f" (OPENBLAS_CORETYPE={forced} in the environment)"
+                                              if forced else " (OpenBLAS's choice for this CPU)")
+
+
+def loaded_openblas_kernels() -> str | None:
+    """The kernel set of the OpenBLAS loaded in this process (``"Haswell"``, ``"SkylakeX"``, ...), or
+    ``None`` where there is none or it does not say (another BLAS, no Linux ``/proc``)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            paths = {line.split(None, 5)[-1].strip() for line in maps if ".so" in line}
+    except OSError:
+        return None
+    for path in sorted(p for p in paths if "openblas" in Path(p).name.lower()):
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for symbol in ("openblas_get_corename", "openblas_get_corename64_",
+                       "scipy_openblas_get_corename", "scipy_openblas_get_corename64_"):
+            corename = getattr(library, symbol, None)
+            if corename is not None:
+                corename.restype = ctypes.c_char_p
+                name = corename()
+                return name.decode() if name else None
+    return None
+
+
 def main() -> None:
     args = ARGS
     torch.set_num_threads(args.threads)
@@ -379,6 +421,7 @@ def main() -> None:
     blas = {v: os.environ[v] for v in BLAS_ENV + ("OPENBLAS_THREAD_TIMEOUT",)}
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}, "
           f"numpy {np.__version__}, torch {torch.__version__}")
+    print(f"numpy BLAS: {blas_description()}")
     print(f"threads: torch {torch.get_num_threads()}, numpy BLAS env {blas}, "
           f"scratch's elementwise passes {scratch.parallel.workers()}")
     print(f"batch {args.batch_size}, float32, {args.warmup} warm-up + {args.steps} timed steps each, "
