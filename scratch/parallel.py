@@ -46,7 +46,8 @@ BLAS threads: OpenBLAS (NumPy's BLAS in its wheels) has a process-wide thread co
 and back afterwards (a lock and a count keep nested or concurrent runs right). Where no OpenBLAS is
 found (NumPy built on another BLAS), it does not split: the body runs once, over everything, in the
 calling thread, with BLAS's own threads. A product's rows are computed the same way whichever rows are
-asked for, so the parts give the numbers of the whole (tests/test_parallel.py).
+asked for, so the parts give the numbers of the whole (tests/test_parallel.py); an unsplit run of such a
+body uses one BLAS thread as well, because OpenBLAS on several threads may round differently.
 
 :func:`in_background` is the other use of a spare core: it starts one function on a thread of its own
 and returns at once (SimpleCNN draws a step's dropout masks so while its first layers run).
@@ -322,13 +323,16 @@ def _set_blas_single(single: bool) -> None:
 
 def run_with_blas(body: Callable[[slice], object], length: int, numbers: int) -> None:
     """:func:`run` for a ``body`` that calls BLAS: while the parts run, BLAS uses one thread, so that each
-    part's products run on that part's core (module docstring). Work that is not split, or a machine
-    whose BLAS thread count cannot be set, runs ``body`` over everything in this thread, BLAS keeping
-    its own threads.
+    part's products run on that part's core (module docstring). Work that is not split runs in this
+    thread, with one BLAS thread too: OpenBLAS does not always round a product the same way on several
+    threads as on one (seen with its Haswell kernels on conv1's weight gradient, 64 products of
+    (32, 576) by (576, 25): 44 of the 800 sums differed in the last bit), and a product must give the
+    same numbers however many parts there are. A machine whose BLAS thread count cannot be set runs
+    ``body`` over everything in this thread, BLAS keeping its own threads.
 
     Chapter: docs/03-convolution.md.
     """
-    if _blas_threads is None or len(parts(length, numbers)) == 1:
+    if _blas_threads is None:
         body(slice(0, length))
         return
     _set_blas_single(True)
