@@ -140,3 +140,26 @@ def test_avgpool2d_rejects_bad_options(options, message):
 def test_avgpool2d_rejects_an_input_smaller_than_the_kernel():
     with pytest.raises(ValueError, match="smaller than the kernel_size"):
         scratch.AvgPool2d(3)(np.zeros((1, 1, 2, 5)))
+
+
+@pytest.mark.parametrize("hw, kernel, stride, padding", [((6, 4), (2, 2), (2, 2), (0, 0)),   # tiled: no zero fill
+                                                         ((5, 5), (2, 2), (2, 2), (0, 0)),   # last row, column unread
+                                                         ((6, 6), (3, 3), (2, 2), (1, 1)),   # overlapping, padded
+                                                         ((6, 6), (2, 2), (3, 3), (0, 0))])  # gaps between windows
+def test_maxpool2d_backward_writes_every_input_pixel(monkeypatch, hw, kernel, stride, padding):
+    """The input gradient is written everywhere, also where no window reads (zeros there): the backward pass
+    skips filling it with zeros first only where the windows tile the input. Checked with new arrays that
+    start out as NaN."""
+    def nan_filled(like, shape=None, dtype=None):
+        out = scratch.module.empty_laid_out_as(like, shape, dtype)
+        out[...] = np.nan
+        return out
+
+    monkeypatch.setattr(scratch.pool, "empty_laid_out_as", nan_filled)
+    rng = np.random.default_rng(0)
+    x = rng.permutation(2 * 3 * hw[0] * hw[1]).reshape(2, 3, *hw).astype(np.float64)
+    y, cache = scratch.maxpool2d_forward(x, kernel, stride, padding)
+    upstream = random_upstream(rng, y.shape, np.float64)
+    _, winners = maxpool2d_forward_naive(x, kernel, stride, padding)
+    assert_close(scratch.maxpool2d_backward(upstream, cache), maxpool2d_backward_naive(upstream, x, winners), 1e-14,
+                 what="grad input")

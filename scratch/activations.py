@@ -16,18 +16,19 @@ from __future__ import annotations
 import numpy as np
 
 from . import parallel
-from .module import Layer, check_input, grad_enabled
+from .module import Layer, check_input, grad_enabled, is_batch_last, memory_order
 
 
 def relu_forward(x: np.ndarray):
     """``y = max(x, 0)``. Returns ``(y, cache)``; the cache is the mask ``x > 0``. (docs/07-linear-and-relu.md)"""
-    y, positive = np.empty_like(x), np.empty(x.shape, dtype=bool)
+    y, positive = np.empty_like(x), np.empty_like(x, dtype=bool)      # laid out as x
+    x_m, y_m, positive_m = memory_order(x), memory_order(y, x), memory_order(positive, x)
 
     def rows(part: slice) -> None:          # the rows ``part``, on one core (scratch/parallel.py)
-        np.greater(x[part], 0, out=positive[part])
-        np.maximum(x[part], 0, out=y[part])
+        np.greater(x_m[part], 0, out=positive_m[part])
+        np.maximum(x_m[part], 0, out=y_m[part])
 
-    parallel.run(rows, len(x), 2 * x.size)
+    parallel.run(rows, len(x_m), 2 * x.size)
     return y, positive
 
 
@@ -55,12 +56,17 @@ class Flatten(Layer):
     """(N, d1, d2, ...) -> (N, d1*d2*...), C-order (PyTorch's ``nn.Flatten()``). (docs/07-linear-and-relu.md)"""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """A view where ``x`` is NCHW in memory; a copy, in C order, where it is batch last."""
         check_input(self, x, x.ndim, "(N, ...)")
-        self._keep(x.shape)
+        self._keep((x.shape, is_batch_last(x)))
         return x.reshape(x.shape[0], -1)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return grad_out.reshape(self._take_cache())
+        """The gradient reshaped back, laid out in memory as the input was (a batch-last input gets a
+        batch-last gradient, which the layers before it take without a copy)."""
+        shape, batch_last = self._take_cache()
+        grad = grad_out.reshape(shape)
+        return np.ascontiguousarray(grad.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2) if batch_last else grad
 
 
 # --- the guide's other activations (docs/11-activations.md) -----------------------------------------

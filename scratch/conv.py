@@ -33,15 +33,17 @@ strided slice one *contiguous run* at a time, and a short run costs about as muc
   ``y[n] = w2 @ cols[n]`` is a stack of matrix products (``np.matmul`` broadcasts ``w2`` over the
   images) whose result is already NCHW: no transposes at all. Each slice copy in im2col moves runs
   of Wo numbers (one output row): fine for wide images, e.g. the first layer (Wo = 24).
-* "Batch last": x is first transposed to (C, H, W, N) and ``cols`` is one (C*kh*kw, Ho*Wo*N) matrix,
-  so that a slice over (i, j) keeps whole runs of Wo*N numbers together (512 for the second layer:
-  Wo = 8, N = 64). im2col and col2im become about 2x and 4x faster there; the price is transposing
-  x, y, g and dx between NCHW and batch-last (g and dx to and from channels last, (Ho, Wo, N, O) and
-  (H, W, N, C), for the backward pass), which only pays off when the rows are short. Each of those
-  transposes is done in two copies, see :func:`to_batch_last`.
+* "Batch last": x is laid out as (C, H, W, N) and ``cols`` is one (C*kh*kw, Ho*Wo*N) matrix, so that a
+  slice over (i, j) keeps whole runs of Wo*N numbers together (512 for the second layer: Wo = 8,
+  N = 64). im2col and col2im become about 2x and 4x faster there. The output stays batch last, an
+  (N, O, Ho, Wo) view of (O, Ho, Wo, N) memory (scratch/module.py), and so does the input gradient:
+  batch-norm, max-pool and dropout keep that layout, so between SimpleCNN's two convolutions nothing is
+  transposed. Only data that arrives NCHW is (the images, in two copies, see :func:`to_batch_last`).
 
-:func:`conv2d_forward` picks batch-last when an output row is shorter than :data:`SHORT_ROW` numbers
-(a 64-byte cache line of float32). Both orders give the same numbers up to summation order.
+:func:`conv2d_forward` computes batch last when an output row is shorter than :data:`SHORT_ROW` numbers
+(a 64-byte cache line of float32), or when the input has one channel (the first layer: its input is
+small, its output large and best left batch last). Both orders give the same numbers up to summation
+order.
 
 Memory: the patch matrix is the largest array of a training step (13 MB for the second layer at
 batch 64). Memory that is new to the process costs a page fault per 4 KB page on first touch, and the
@@ -87,7 +89,7 @@ def to_batch_last(a: np.ndarray) -> np.ndarray:
     jumps across the whole array for every number it writes, and is ~5x slower.
 
     An ``a`` that is already batch last in memory (the (N, C, H, W) view :func:`conv2d_forward` returns
-    with ``batch_last_output``) is returned as that (C, H, W, N) array, without a copy.
+    when it computes batch last) is returned as that (C, H, W, N) array, without a copy.
 
     Chapter: docs/03-convolution.md.
     """
@@ -176,16 +178,15 @@ def col2im(dcols: np.ndarray, padded_shape: tuple[int, ...], stride: Pair, dilat
 
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                    stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1),
-                   batch_last: bool | None = None, cols_out: np.ndarray | None = None, groups: int = 1,
-                   batch_last_output: bool = False):
+                   batch_last: bool | None = None, cols_out: np.ndarray | None = None, groups: int = 1):
     """``y = conv2d(x, w) + b``. Returns ``(y, cache)``; ``cache`` is what :func:`conv2d_backward` needs.
 
     ``batch_last`` chooses the column order of the patch matrix (module docstring); ``None`` picks the
-    faster one for this shape. The result is the same either way. ``batch_last_output`` (batch last
-    only) skips the last transpose: ``y`` is then an (N, O, Ho, Wo) *view* of the product's (O, Ho, Wo, N)
-    memory, which a following max-pool reads in runs of N numbers (scratch/inference.py). ``cols_out``
-    is memory for the patch matrix, used when it has the right shape (see "Memory" in the module
-    docstring).
+    faster one for this shape. The result is the same either way, up to the order of additions. Batch
+    last, ``y`` is laid out as the product made it: an (N, O, Ho, Wo) *view* of (O, Ho, Wo, N) memory
+    (scratch/module.py), which batch-norm, max-pool and dropout keep, and which the next convolution
+    takes without a transpose. ``cols_out`` is memory for the patch matrix, used when it has the right
+    shape (see "Memory" in the module docstring).
 
     ``groups`` splits the C input and O output channels into that many groups; output group chi sees only
     input group chi, and ``w`` is (O, C/groups, kh, kw). The patch matrix's rows are channel-major, so its
@@ -201,10 +202,10 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     ho = conv_output_size(h, kh, sh, ph, dh)
     wo = conv_output_size(w, kw, sw, pw, dw)
     if batch_last is None:
-        batch_last = wo < SHORT_ROW
-    if batch_last_output and not batch_last:
-        raise ValueError("conv2d_forward: batch_last_output needs batch_last")
-    back = (lambda y_bl: y_bl.transpose(3, 0, 1, 2)) if batch_last_output else from_batch_last
+        batch_last = wo < SHORT_ROW or c == 1
+
+    def back(y_bl: np.ndarray) -> np.ndarray:   # (O, Ho, Wo, N) memory as (N, O, Ho, Wo)
+        return y_bl.transpose(3, 0, 1, 2)
     x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
     if batch_last:
         x_pad = to_batch_last(x_pad)                                   # (C, H + 2ph, W + 2pw, N)
@@ -221,7 +222,7 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     else:
         y = per_image_products(w2, cols.reshape(n, -1, ho * wo)).reshape(n, o, ho, wo)
     if bias is not None:   # over whole planes when y is NCHW in memory: long inner loops (module.per_channel)
-        y += per_channel(bias, y.shape if y.flags.c_contiguous else None)
+        parallel.split_call(np.add, y, per_channel(bias, y.shape if y.flags.c_contiguous else None), out=y)
     cache = (cols, weight, x_pad.shape, x.shape, stride, padding, dilation, bias is not None, batch_last, groups)
     return y, cache
 
@@ -260,22 +261,23 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
     """
     cols, weight, padded_shape, input_shape, stride, padding, dilation, has_bias, batch_last, groups = cache
     o, n = weight.shape[0], input_shape[0]
+    if not batch_last:   # per image: NCHW (a batch-last gradient would make the products' operands strided)
+        grad_out = np.ascontiguousarray(grad_out)
     if groups > 1:
         return _grouped_conv2d_backward(grad_out, cache, need_input_grad)
     (ph, pw), (h, w) = padding, input_shape[2:]
-    if batch_last:   # G as a (Ho*Wo*N, O) matrix (channels last), cols as (C*kh*kw, Ho*Wo*N)
-        g_t = to_channels_last(grad_out).reshape(-1, o)
-        # dL/dw = G.T @ cols.T, computed as (cols @ G).T: the same sums, in the operand order OpenBLAS
-        # runs fastest for these long, thin matrices. dL/db is the sum over the positions, taken along
-        # contiguous rows of the batch-last G (NumPy's pairwise sum: more accurate than down a column).
-        dweight = (cols.reshape(-1, g_t.shape[0]) @ g_t).T
-        dbias = to_batch_last(grad_out).reshape(o, -1).sum(axis=1) if has_bias else None
+    if batch_last:   # G as an (O, Ho*Wo*N) matrix (batch last), cols as (C*kh*kw, Ho*Wo*N)
+        g_bl = to_batch_last(grad_out)     # no copy when grad_out is batch last, as batch-norm returns it
+        g_m = g_bl.reshape(o, -1)
+        # dL/dw = G @ cols.T; dL/db is the sum over the positions, along contiguous rows of G (NumPy's
+        # pairwise sum: more accurate than down a column).
+        dweight = (g_m @ cols.reshape(-1, g_m.shape[1]).T).reshape(weight.shape)
+        dbias = g_m.sum(axis=1) if has_bias else None
         if not need_input_grad:
-            return None, np.ascontiguousarray(dweight).reshape(weight.shape), dbias
-        out_hw = grad_out.shape[2:]
-        dx_pad = input_gradient_by_input_rows(g_t, weight, padded_shape[1:3], stride, dilation, out_hw, n,
-                                              workspace=cols)   # dL/dw is known: cols's memory is free
-        return dx_pad[:, :, ph:ph + h, pw:pw + w], np.ascontiguousarray(dweight).reshape(weight.shape), dbias
+            return None, dweight, dbias
+        dx_pad = input_gradient_by_input_rows(g_bl.reshape(o, *grad_out.shape[2:], n), weight, padded_shape[1:3],
+                                              stride, dilation, workspace=cols)   # dL/dw is known: cols is free
+        return dx_pad[:, :, ph:ph + h, pw:pw + w], dweight, dbias
     # per image: g as (N, O, Ho*Wo) (NCHW already), cols as (N, C*kh*kw, Ho*Wo)
     g = grad_out.reshape(n, o, -1)
     cols_m = cols.reshape(n, -1, g.shape[2])
@@ -289,107 +291,88 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
     return dx_pad[:, :, ph:ph + h, pw:pw + w], dweight, dbias
 
 
-def to_channels_last(a: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) -> contiguous (H, W, N, C): positions first, channels last, in two copies like
-    :func:`to_batch_last` (each image's (C, H*W) block transposed in cache, then whole rows of C moved).
-
-    Chapter: docs/03-convolution.md.
-    """
-    n, c, h, w = a.shape
-    a_nhwc = np.ascontiguousarray(a.reshape(n, c, h * w).transpose(0, 2, 1))     # (N, H*W, C)
-    return np.ascontiguousarray(a_nhwc.transpose(1, 0, 2)).reshape(h, w, n, c)   # (H, W, N, C)
-
-
-def from_channels_last(a: np.ndarray) -> np.ndarray:
-    """(H, W, N, C) -> contiguous (N, C, H, W): :func:`to_channels_last` undone, in the same two copies.
-
-    Chapter: docs/03-convolution.md.
-    """
-    h, w, n, c = a.shape
-    a_nhwc = np.ascontiguousarray(a.reshape(h * w, n, c).transpose(1, 0, 2))     # (N, H*W, C)
-    return np.ascontiguousarray(a_nhwc.transpose(0, 2, 1)).reshape(n, c, h, w)
-
-
-def input_gradient_by_input_rows(g_t: np.ndarray, weight: np.ndarray, padded_hw: tuple[int, ...], stride: Pair,
-                                 dilation: Pair, out_hw: tuple[int, ...], n: int,
-                                 workspace: np.ndarray | None = None) -> np.ndarray:
-    """``dL/dx_pad`` (N, C, Hp, Wp) as one product per input row, with no patch matrix and no col2im.
+def input_gradient_by_input_rows(g: np.ndarray, weight: np.ndarray, padded_hw: tuple[int, ...], stride: Pair,
+                                 dilation: Pair, workspace: np.ndarray | None = None) -> np.ndarray:
+    """``dL/dx_pad`` as one product per input row, with no patch matrix and no col2im; ``g`` is the upstream
+    gradient batch last, (O, Ho, Wo, N), and so is the result: an (N, C, Hp, Wp) view of (C, Hp, Wp, N)
+    memory (scratch/module.py).
 
     ``dL/dcols = w2.T @ G`` followed by col2im adds, for every kernel offset (u, v), the rows of
     ``dL/dcols`` that belong to (u, v), ``w[:, :, u, v].T @ G``, into the input positions that offset
     read. Input row r of ``x_pad`` is read by kernel row u of output row i exactly when ``s_h i + d_h u = r``,
-    so, with ``g_t`` (Ho*Wo*N, O), the upstream gradient channels last::
+    so::
 
-        dx[r, s_w j + d_w v, n, c] = sum over (i, u) with s_h i + d_h u = r, and over o,
-                                     of g[i, j, n, o] * w[o, c, u, v]
+        dx[c, r, s_w j + d_w v, n] = sum over (i, u) with s_h i + d_h u = r, and over o,
+                                     of w[o, c, u, v] * g[o, i, j, n]
 
-    For one input row, the sum over (i, u) and o is one matrix product: the output rows i that reach r
-    side by side, ``(Wo*N, count*O)``, times the kernel rows u that take them there stacked in the same
-    order, ``(count*O, kw*C)``. Its columns are (v, c): the blocks of the kw column offsets, which are
-    then added into the row at their positions ``s_w j + d_w v``::
+    For one input row, the sum over (i, u) and o is one matrix product: the kernel rows u that reach r side
+    by side, ``(kw*C, count*O)``, times the output rows i they take there stacked in the same order,
+    ``(count*O, Wo*N)``. Its rows are (v, c): the blocks of the kw column offsets, which are then added into
+    the row at their positions ``s_w j + d_w v``::
 
-        product = g_side @ w_stack                      ((Wo*N, count*O) @ (count*O, kw*C))
-        dx[r, s_w j + d_w v, n, :] += product[(j, n), (v, :)]      for each v
+        product = w_side @ g_stack                      ((kw*C, count*O) @ (count*O, Wo*N))
+        dx[:, r, s_w j + d_w v, :] += product[(v, :), (j, n)]      for each v
 
-    in an (Hp, Wp, N, C) array, where every slice over j is a run of N*C numbers. The products cost the
-    same multiply-adds as ``w2.T @ G``, but the (C*kh*kw, Ho*Wo*N) ``dL/dcols`` is never written and never
-    read back (docs/03, "Backward as matrix products"), and each number of ``dx`` gets kw additions instead
-    of kh*kw: the sum over kernel rows happens inside the products.
+    where every slice over j is a run of N numbers (of Wo*N with stride 1). The products cost the same
+    multiply-adds as ``w2.T @ G``, but the (C*kh*kw, Ho*Wo*N) ``dL/dcols`` is never written and never read
+    back (docs/03, "Backward as matrix products"), and each number of ``dx`` gets kw additions instead of
+    kh*kw: the sum over kernel rows happens inside the products.
 
     The pairs (i, u) that reach a row are spaced evenly (u down by ``s_h / gcd(s_h, d_h)``, i up by
-    ``d_h / gcd(s_h, d_h)``), so both factors are slices: ``g`` is first laid out as (Wo*N, Ho, O), output
-    rows side by side, and where the stride equals the dilation (both 1 in SimpleCNN's conv2) ``g_side``
-    and ``w_stack`` are views, no copies.
+    ``d_h / gcd(s_h, d_h)``), so both factors are slices: the kernel is laid out once as (kw*C, kh*O),
+    kernel rows in reverse order, and ``g`` as (Ho, O, Wo*N), output rows outermost; where the stride
+    equals the dilation (both 1 in SimpleCNN's conv2) ``w_side`` and ``g_stack`` are views, no copies.
 
     The work is split between the cores by input rows (:func:`parallel.run_with_blas`): a part owns the
     rows ``rows`` of ``dx`` and computes their products on its own core and adds them in at once, while they
     are in its cache. Each row's product is the same BLAS call whichever part owns the row, and no two
     parts write the same number: the result is the same, bit for bit, for any number of parts.
 
-    ``workspace``, if large enough, holds the side-by-side ``g``, the rows' products and the (Hp, Wp, N, C)
+    ``workspace``, if large enough, holds the rearranged ``g``, the rows' products and the (C, Hp, Wp, N)
     sum instead of new arrays (:func:`conv2d_backward` passes the patch matrix, which ``dL/dw`` no longer
     needs).
 
     Chapter: docs/03-convolution.md.
     """
     o, c, kh, kw = weight.shape
-    (ho, wo), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    _, ho, wo, n = g.shape
+    (sh, sw), (dh, dw) = stride, dilation
     hp = padded_hw[0]
     u_step, i_step = sh // math.gcd(sh, dh), dh // math.gcd(sh, dh)   # the pairs (i, u) reaching a row
-    # the kernel rows in reverse order: w_down[kh - 1 - u] is kernel row u as an (O, (v, c)) matrix
-    w_down = np.ascontiguousarray(weight[:, :, ::-1].transpose(2, 0, 3, 1)).reshape(kh, o, kw * c)
-    row_size, sum_shape = wo * n * kw * c, (*padded_hw, n, c)      # a product: (Wo, N, kw, C)
-    side_size, products_size, sum_size = g_t.size, hp * row_size, int(np.prod(sum_shape))
-    total = side_size + products_size + sum_size
-    if (workspace is not None and workspace.size >= total and workspace.dtype == g_t.dtype
+    # the kernel as (kw*C, kh*O), kernel rows in reverse order: column block kh - 1 - u is kernel row u
+    w_side = np.ascontiguousarray(weight[:, :, ::-1].transpose(3, 1, 2, 0)).reshape(kw * c, kh, o)
+    row_size, sum_shape = kw * c * wo * n, (c, *padded_hw, n)      # a product: (kw, C, Wo, N)
+    rows_size, products_size, sum_size = g.size, hp * row_size, int(np.prod(sum_shape))
+    total = rows_size + products_size + sum_size
+    if (workspace is not None and workspace.size >= total and workspace.dtype == g.dtype
             and workspace.flags.c_contiguous):
         memory = workspace.reshape(-1)[:total]
     else:
-        memory = np.empty(total, dtype=g_t.dtype)
-    g_side_by_side = memory[:side_size].reshape(wo * n, ho, o)                # [:, i]: output row i
-    np.copyto(g_side_by_side, g_t.reshape(ho, wo * n, o).transpose(1, 0, 2))
-    products = memory[side_size:side_size + products_size].reshape(hp, wo * n, kw * c)
-    dx_pad = memory[side_size + products_size:].reshape(sum_shape)           # (Hp, Wp, N, C)
+        memory = np.empty(total, dtype=g.dtype)
+    g_rows = memory[:rows_size].reshape(ho, o, wo * n)                         # [i]: output row i
+    np.copyto(g_rows, g.reshape(o, ho, wo * n).transpose(1, 0, 2))            # runs of Wo*N numbers
+    products = memory[rows_size:rows_size + products_size].reshape(hp, kw * c, wo * n)
+    dx_pad = memory[rows_size + products_size:].reshape(sum_shape)           # (C, Hp, Wp, N)
 
     def input_rows(rows: slice) -> None:       # the input rows ``rows``, on one core (scratch/parallel.py)
-        dx_pad[rows] = 0
+        dx_pad[:, rows] = 0
         for r in range(rows.start, rows.stop):
             # the kernel rows u (ascending) whose output row i = (r - d_h u) / s_h exists
             reaching = [u for u in range(kh) if (r - u * dh) % sh == 0 and 0 <= (r - u * dh) // sh < ho]
             if not reaching:
                 continue
             u_first, u_last = reaching[0], reaching[-1]
-            # kernel rows u_last down to u_first (w_down's order) go with output rows i going up
-            g_side = g_side_by_side[:, (r - u_last * dh) // sh:(r - u_first * dh) // sh + 1:i_step]
-            w_stack = w_down[kh - 1 - u_last:kh - u_first:u_step]
-            np.matmul(g_side.reshape(wo * n, -1), w_stack.reshape(-1, kw * c), out=products[r])
-            product_v = products[r].reshape(wo, n, kw, c)
+            # kernel rows u_last down to u_first (w_side's order) go with output rows i going up
+            w_part = w_side[:, kh - 1 - u_last:kh - u_first:u_step].reshape(kw * c, -1)
+            g_stack = g_rows[(r - u_last * dh) // sh:(r - u_first * dh) // sh + 1:i_step].reshape(-1, wo * n)
+            np.matmul(w_part, g_stack, out=products[r])
+            product_v = products[r].reshape(kw, c, wo, n)
             for v in range(kw):
-                target = dx_pad[r, _offset_slice(v * dw, wo, sw)]
-                target += product_v[:, :, v]
+                target = dx_pad[:, r, _offset_slice(v * dw, wo, sw)]
+                target += product_v[v]
 
     parallel.run_with_blas(input_rows, hp, 2 * (products_size + sum_size))
-    return from_channels_last(dx_pad)
+    return dx_pad.transpose(3, 0, 1, 2)
 
 
 def _grouped_conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool):
@@ -617,7 +600,8 @@ class Conv2d(Layer):
         """This layer's convolution (padding, stride, groups, ...) with other weights of the same shapes:
         :meth:`forward` passes the layer's own; scratch/inference.py passes weights with a batch-norm
         folded in, under ``no_grad`` only (a backward pass computes the gradient of the layer's own weights).
-        ``batch_last_output``: the output is batch last in memory (:func:`conv2d_forward`)."""
+        ``batch_last_output``: compute batch last, whatever the shape, so that the output is batch last in
+        memory (:func:`conv2d_forward`)."""
         if grad_enabled() and weight is not self.weight.data:
             raise RuntimeError(f"{self.name}: forward_with other weights runs under no_grad() only")
         x, unbatched = check_image_input(self, x, self.weight.data.dtype, self.in_channels)
@@ -636,7 +620,7 @@ class Conv2d(Layer):
         free_cols = self._cols if self._cache is None else None
         y, cache = conv2d_forward(x, weight, bias, self.stride, padding, self.dilation,
                                   batch_last=True if batch_last_output else None, cols_out=free_cols,
-                                  groups=self.groups, batch_last_output=batch_last_output)
+                                  groups=self.groups)
         self._cols = cache[0]
         self._keep((cache, unbatched))
         return y[0] if unbatched else y

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import parallel
-from .module import Layer, check_input
+from .module import Layer, check_input, is_batch_last, memory_order
 
 
 def dropout_forward(x: np.ndarray, keep_mask: np.ndarray, p: float):
@@ -26,13 +26,14 @@ def dropout_forward(x: np.ndarray, keep_mask: np.ndarray, p: float):
     Chapter: docs/06-dropout.md.
     """
     scale = 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
-    scaled_mask, y = np.empty_like(x), np.empty_like(x)
+    scaled_mask, y = np.empty_like(x), np.empty_like(x)      # laid out as x (NCHW, or batch last)
+    x_m, mask_m, scaled_m, y_m = (memory_order(a, x) for a in (x, keep_mask, scaled_mask, y))
 
     def rows(part: slice) -> None:          # the rows ``part``, on one core (scratch/parallel.py)
-        np.multiply(keep_mask[part], x.dtype.type(scale), out=scaled_mask[part])   # 0 or 1/(1-p)
-        np.multiply(x[part], scaled_mask[part], out=y[part])
+        np.multiply(mask_m[part], x.dtype.type(scale), out=scaled_m[part])   # 0 or 1/(1-p)
+        np.multiply(x_m[part], scaled_m[part], out=y_m[part])
 
-    parallel.run(rows, len(x), 2 * x.size)
+    parallel.run(rows, len(x_m), 2 * x.size)
     return y, scaled_mask
 
 
@@ -54,9 +55,14 @@ class Dropout(Layer):
         self.p = float(p)
         self.rng = rng if rng is not None else np.random.default_rng()
 
-    def sample_mask(self, shape: tuple[int, ...]) -> np.ndarray:
-        """A boolean keep-mask: each unit kept (True) with probability ``1 - p``."""
-        return self.rng.random(shape, dtype=np.float32) >= self.p
+    def sample_mask(self, shape: tuple[int, ...], batch_last: bool = False) -> np.ndarray:
+        """A boolean keep-mask: each unit kept (True) with probability ``1 - p``. ``batch_last`` (4-D
+        ``shape`` only): the numbers are drawn in the order of batch-last memory, (C, H, W, N), and the mask
+        is laid out that way (scratch/module.py), as the input it will multiply."""
+        if not batch_last:
+            return self.rng.random(shape, dtype=np.float32) >= self.p
+        n, c, h, w = shape
+        return (self.rng.random((c, h, w, n), dtype=np.float32) >= self.p).transpose(3, 0, 1, 2)
 
     def forward(self, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Drop units of ``x``. ``mask`` (boolean, ``x``'s shape, True = keep) overrides the random draw."""
@@ -65,7 +71,7 @@ class Dropout(Layer):
             self._keep((None,))            # the identity: backward passes the gradient through
             return x
         if mask is None:
-            mask = self.sample_mask(x.shape)
+            mask = self.sample_mask(x.shape, batch_last=is_batch_last(x))
         elif mask.shape != x.shape:
             raise ValueError(f"{self.name}: mask shape {mask.shape} does not match input shape {x.shape}")
         y, scaled_mask = dropout_forward(x, mask, self.p)

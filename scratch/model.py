@@ -283,13 +283,16 @@ class SimpleCNN(Sequential):
 
     def sample_dropout_masks(self, batch_size: int) -> dict[str, np.ndarray]:
         """Fresh keep-masks for both dropout layers, drawn from the model's dropout generator: handed to
-        ``forward(x, dropout_masks=...)`` here and to the PyTorch twin, so that both drop the same units."""
+        ``forward(x, dropout_masks=...)`` here and to the PyTorch twin, so that both drop the same units.
+        Both convolutions compute batch last (scratch/conv.py) and the layers after them keep that layout,
+        so the dropout layers see batch-last inputs: the masks are drawn batch last, as the layers would
+        draw them themselves."""
         shapes = {"dropout1": (batch_size, 32, 12, 12), "dropout2": (batch_size, 64, 4, 4)}
         masks = {}
         for name, shape in shapes.items():
             layer = self.layers[name]
             assert isinstance(layer, Dropout)
-            masks[name] = layer.sample_mask(shape)
+            masks[name] = layer.sample_mask(shape, batch_last=True)
         return masks
 
     def predict_logits(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:

@@ -191,6 +191,59 @@ def per_channel(v: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarr
     return np.repeat(v, h * w).reshape(1, c, h, w)
 
 
+def is_batch_last(a: np.ndarray) -> bool:
+    """Whether the (N, C, H, W) array ``a`` is laid out *batch last* in memory, as a (C, H, W, N) array.
+
+    A convolution that computes batch last returns its output that way (scratch/conv.py): an (N, C, H, W)
+    view whose indexing means what it always means, and whose memory holds each channel's values as one
+    run, the N images' values of a pixel side by side. Batch-norm, max-pool and dropout keep that layout
+    (their outputs and input gradients are laid out as their inputs), so that the next convolution finds
+    its input batch last without a transpose, and the max-pool's windows are slices of runs of N numbers.
+
+    Chapter: docs/03-convolution.md.
+    """
+    return a.ndim == 4 and not a.flags.c_contiguous and a.transpose(1, 2, 3, 0).flags.c_contiguous
+
+
+def empty_laid_out_as(like: np.ndarray, shape: tuple[int, ...] | None = None, dtype=None) -> np.ndarray:
+    """A new (N, C, H, W) array of ``shape`` (``like``'s by default) laid out as ``like`` is: batch last
+    (:func:`is_batch_last`) or NCHW.
+
+    Chapter: docs/03-convolution.md.
+    """
+    shape = like.shape if shape is None else shape
+    dtype = like.dtype if dtype is None else dtype
+    if not is_batch_last(like):
+        return np.empty(shape, dtype)
+    n, c, h, w = shape
+    return np.empty((c, h, w, n), dtype).transpose(3, 0, 1, 2)
+
+
+def memory_order(a: np.ndarray, like: np.ndarray | None = None) -> np.ndarray:
+    """``a`` with its axes in the order in which ``like``'s memory holds them (``like`` defaults to ``a``):
+    ``a`` itself for NCHW, the (C, H, W, N) view for batch last. An elementwise pass cuts axis 0 of that
+    view between the cores, so that every part is a block of whole runs: images for NCHW, channels for
+    batch last. A per-channel constant of shape (1, C, 1, 1) becomes (C, 1, 1, 1) alongside.
+
+    Chapter: docs/03-convolution.md.
+    """
+    like = a if like is None else like
+    return a.transpose(1, 2, 3, 0) if a.ndim == 4 and is_batch_last(like) else a
+
+
+def laid_out_as(a: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """``a`` with ``like``'s memory layout: ``a`` itself where it has it, else a copy that does. (A gradient
+    that comes back NCHW to a layer whose cache is batch last, or the other way round.)
+
+    Chapter: docs/03-convolution.md.
+    """
+    if is_batch_last(a) == is_batch_last(like) and (is_batch_last(a) or a.flags.c_contiguous):
+        return a
+    out = empty_laid_out_as(like, a.shape, a.dtype)
+    out[...] = a
+    return out
+
+
 def as_pair(value: int | tuple[int, int], what: str) -> tuple[int, int]:
     """``3 -> (3, 3)``; ``(3, 5) -> (3, 5)``; anything else is an error naming ``what``.
 

@@ -71,6 +71,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
+from .module import is_batch_last, memory_order
+
 #: Work (in numbers touched) below which :func:`run` does not split.
 MIN_NUMBERS = 1 << 20
 
@@ -350,13 +352,19 @@ def split_call(function: Callable[..., object], *args, out: np.ndarray) -> np.nd
     goes whole to every part. So ``split_call(np.subtract, x, mu, out=x_hat)`` is
     ``np.subtract(x, mu, out=x_hat)`` on every core.
     ``function`` must act on each index of axis 0 on its own (a ufunc, or an ``np.einsum`` that keeps that
-    axis), which is what makes the parts exact.
+    axis), which is what makes the parts exact. An ``out`` that is batch last in memory (scratch/module.py)
+    is cut by channels instead, every 4-D argument seen in the same axis order
+    (:func:`~scratch.module.memory_order`), so that each part is a block of whole runs.
 
     Chapter: docs/03-convolution.md.
     """
     if out.ndim == 0:
         function(*args, out=out)
         return out
+    whole = out
+    if is_batch_last(out):                 # cut channels, whose runs hold all the images (scratch/module.py)
+        args = tuple(memory_order(a, out) if isinstance(a, np.ndarray) else a for a in args)
+        out = memory_order(out)
     length = out.shape[0]
 
     def is_cut(a) -> bool:
@@ -366,7 +374,7 @@ def split_call(function: Callable[..., object], *args, out: np.ndarray) -> np.nd
         function(*(a[part] if is_cut(a) else a for a in args), out=out[part])
 
     run(body, length, out.size + sum(a.size for a in args if is_cut(a)))
-    return out
+    return whole
 
 
 def in_background(function: Callable[[], object]) -> Future:

@@ -47,7 +47,7 @@ import numpy as np
 
 from . import parallel
 from .conv import _offset_slice
-from .module import Layer, as_pair, check_image_input, grad_enabled
+from .module import Layer, as_pair, check_image_input, empty_laid_out_as, grad_enabled, is_batch_last, laid_out_as
 
 Pair = tuple[int, int]
 
@@ -75,7 +75,7 @@ def _window_entry(x_pad: np.ndarray, k: int, kernel: Pair, stride: Pair, dilatio
 
 def _keep_first(mask: np.ndarray) -> np.ndarray:
     """In place, along axis 0: keep only the first True of every column (the scan-order tie rule)."""
-    seen = mask[0].copy()
+    seen = mask[0].copy(order="K")                 # laid out as the mask (NCHW or batch last)
     for k in range(1, len(mask)):
         mask[k] &= ~seen
         seen |= mask[k]
@@ -92,7 +92,8 @@ def _pad_with_minus_inf(x: np.ndarray, out_hw: Pair, kernel: Pair, stride: Pair,
     pad_right = max((wo - 1) * sw + dw * (kw - 1) + 1 - w - pw, 0)
     if not (ph or pw or pad_bottom or pad_right):
         return x
-    x_pad = np.full((n, c, ph + h + pad_bottom, pw + w + pad_right), -np.inf, dtype=x.dtype)
+    x_pad = empty_laid_out_as(x, (n, c, ph + h + pad_bottom, pw + w + pad_right))
+    x_pad[...] = -np.inf
     x_pad[:, :, ph:ph + h, pw:pw + w] = x
     return x_pad
 
@@ -105,6 +106,20 @@ def _max_windows(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilat
     ho = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
     wo = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
     return _pad_with_minus_inf(x, (ho, wo), kernel, stride, padding, dilation), (ho, wo)
+
+
+def _part(a: np.ndarray, part: slice) -> tuple[slice, ...]:
+    """The index of one core's part of the (N, C, ...) array ``a`` (scratch/parallel.py): images for NCHW,
+    channels for batch last, whose images are side by side in every run of memory."""
+    return (slice(None), part) if is_batch_last(a) else (part,)
+
+
+def _empty_candidates(y: np.ndarray, entries: int) -> np.ndarray:
+    """A new (entries, N, C, Ho, Wo) array for every window's entries, each entry laid out as ``y``."""
+    if not is_batch_last(y):
+        return np.empty((entries, *y.shape), y.dtype)
+    n, c, ho, wo = y.shape
+    return np.empty((entries, c, ho, wo, n), y.dtype).transpose(0, 4, 1, 2, 3)
 
 
 def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
@@ -120,22 +135,23 @@ def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair =
     n, c = x.shape[:2]
     kh, kw = kernel
     x_pad, (ho, wo) = _max_windows(x, kernel, stride, padding, dilation, ceil_mode)
+    y = empty_laid_out_as(x, (n, c, ho, wo))       # laid out as x: NCHW, or batch last
+    candidates = _empty_candidates(y, kh * kw)     # (kh*kw, N, C, Ho, Wo), each entry laid out as y
 
-    candidates = np.empty((kh * kw, n, c, ho, wo), dtype=x.dtype)
-    y = np.empty((n, c, ho, wo), dtype=x.dtype)
-
-    def pool_images(part: slice) -> None:          # the images ``part``, on one core (scratch/parallel.py)
+    def pool_part(part: slice) -> None:            # images or channels ``part``, on one core (scratch/parallel.py)
+        where = _part(y, part)
+        entries = candidates[(slice(None), *where)]
         for k in range(kh * kw):                   # scan order: row by row, like PyTorch
-            candidates[k, part] = _window_entry(x_pad[part], k, kernel, stride, dilation, (ho, wo))
+            entries[k] = _window_entry(x_pad[where], k, kernel, stride, dilation, (ho, wo))
         if floor is None:
-            np.max(candidates[:, part], axis=0, out=y[part])   # NaN propagates, as in PyTorch
+            np.max(entries, axis=0, out=y[where])  # NaN propagates, as in PyTorch
         else:
-            np.max(candidates[:, part], axis=0, out=y[part], initial=x.dtype.type(floor))
+            np.max(entries, axis=0, out=y[where], initial=x.dtype.type(floor))
 
-    parallel.run(pool_images, n, candidates.size)
+    parallel.run(pool_part, c if is_batch_last(y) else n, candidates.size)
     # The cache keeps its own copy of y: whatever the caller later does with the returned array, the
     # winners found in backward stay right.
-    cache = (candidates, y.copy(), x_pad.shape, x.shape, kernel, stride, padding, dilation)
+    cache = (candidates, y.copy(order="K"), x_pad.shape, x.shape, kernel, stride, padding, dilation)
     return y, cache
 
 
@@ -187,11 +203,11 @@ def _inside_input(kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out
     return inside.reshape(kh * kw, 1, 1, ho, wo)
 
 
-def _winners(cache, images: slice = slice(None)) -> np.ndarray:
+def _winners(cache, where: tuple[slice, ...] = ()) -> np.ndarray:
     """(kh*kw, N, C, Ho, Wo) 0/1 mask: entry k is its window's winner (PyTorch's tie and NaN rules).
-    Only for the ``images`` given (N of them), when they are not all."""
+    Only for the part ``where`` (images or channels, :func:`_part`), when it is given."""
     candidates, y, padded_shape, input_shape, kernel, stride, (ph, pw), dilation = cache
-    candidates, y = candidates[:, images], y[images]
+    candidates, y = candidates[(slice(None), *where)], y[where]
     # The winner of each window: the first entry equal to the max, or, where the max is NaN, the last NaN.
     is_max = candidates == y
     if padded_shape != input_shape:
@@ -228,12 +244,19 @@ def maxpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
     _, _, padded_shape, input_shape, kernel, stride, (ph, pw), dilation = cache
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     overlapping = sh < dh * (kh - 1) + 1 or sw < dw * (kw - 1) + 1
-    dx_pad = np.empty(padded_shape, dtype=grad_out.dtype)
+    y = cache[1]
+    # every pixel in exactly one window (2x2 windows, stride 2, even sizes): the writes below cover dx
+    tiled = ((dh, dw) == (1, 1) and (sh, sw) == (kh, kw)
+             and tuple(padded_shape[2:]) == (kh * y.shape[2], kw * y.shape[3]))
+    grad_out = laid_out_as(grad_out, y)
+    dx_pad = empty_laid_out_as(y, padded_shape, grad_out.dtype)
 
-    def route_images(part: slice) -> None:         # the images ``part``, on one core (scratch/parallel.py)
-        is_winner, g, dx = _winners(cache, part), grad_out[part], dx_pad[part]
-        dx[...] = 0
+    def route_part(part: slice) -> None:           # images or channels ``part``, on one core (scratch/parallel.py)
+        where = _part(y, part)
+        is_winner, g, dx = _winners(cache, where), grad_out[where], dx_pad[where]
         finite = bool(np.isfinite(g).all())
+        if not (tiled and finite):
+            dx[...] = 0
         for k in range(kh * kw):
             target = _window_entry(dx, k, kernel, stride, dilation, g.shape[2:])
             if not finite:                         # rare: inf * 0 would be NaN; torch gives the losers 0
@@ -243,7 +266,7 @@ def maxpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
             else:                                  # each pixel is in one window at most: write
                 np.multiply(g, is_winner[k], out=target)
 
-    parallel.run(route_images, len(dx_pad), dx_pad.size)
+    parallel.run(route_part, y.shape[1] if is_batch_last(y) else len(y), dx_pad.size)
     h, w = input_shape[2:]
     return dx_pad[:, :, ph:ph + h, pw:pw + w]
 
@@ -378,11 +401,13 @@ def avgpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair =
     pad_bottom = max((ho - 1) * sh + kh - h - ph, 0)
     pad_right = max((wo - 1) * sw + kw - w - pw, 0)
     if ph or pw or pad_bottom or pad_right:
-        x_pad = np.zeros((n, c, ph + h + pad_bottom, pw + w + pad_right), dtype=x.dtype)
+        x_pad = empty_laid_out_as(x, (n, c, ph + h + pad_bottom, pw + w + pad_right))   # laid out as x
+        x_pad[...] = 0
         x_pad[:, :, ph:ph + h, pw:pw + w] = x
     else:
         x_pad = x
-    total = np.zeros((n, c, ho, wo), dtype=x.dtype)
+    total = empty_laid_out_as(x, (n, c, ho, wo))
+    total[...] = 0
     for k in range(kh * kw):
         total += _window_entry(x_pad, k, kernel, stride, (1, 1), (ho, wo))
     if divisor_override is not None:
@@ -406,7 +431,8 @@ def avgpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
     """
     divisor, padded_shape, input_shape, kernel, stride, (ph, pw) = cache
     share = grad_out / divisor
-    dx_pad = np.zeros(padded_shape, dtype=grad_out.dtype)
+    dx_pad = empty_laid_out_as(grad_out, padded_shape)                  # laid out as the gradient
+    dx_pad[...] = 0
     for k in range(kernel[0] * kernel[1]):
         _window_entry(dx_pad, k, kernel, stride, (1, 1), grad_out.shape[2:])[...] += share
     h, w = input_shape[2:]

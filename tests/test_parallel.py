@@ -16,6 +16,7 @@ from scratch.activations import relu_backward, relu_forward
 from scratch.batchnorm import batchnorm2d_backward, batchnorm2d_forward, batchnorm2d_inference
 from scratch.conv import conv2d_backward, conv2d_forward, input_gradient_by_input_rows
 from scratch.dropout import dropout_backward, dropout_forward
+from scratch.module import is_batch_last
 from scratch.pool import maxpool2d_backward, maxpool2d_forward, maxpool2d_inference
 
 
@@ -252,15 +253,16 @@ def test_input_gradient_by_input_rows(workers, dtype, kernel, stride, dilation, 
     parts, and the sum the formula gives."""
     (kh, kw), (sh, sw), (dh, dw), (ho, wo), n, c, o = kernel, stride, dilation, out_hw, 3, 2, 4
     padded = (sh * (ho - 1) + dh * (kh - 1) + 1 + extra, sw * (wo - 1) + dw * (kw - 1) + 1 + extra)
-    g_t, weight = images((ho * wo * n, o), dtype), images((o, c, kh, kw), dtype)
-    dx = same_with_workers(workers, lambda: input_gradient_by_input_rows(g_t, weight, padded, stride, dilation,
-                                                                          out_hw, n), counts=(1, 2, 3, 5))[0]
+    g, weight = images((o, ho, wo, n), dtype), images((o, c, kh, kw), dtype)     # g batch last
+    dx = same_with_workers(workers, lambda: input_gradient_by_input_rows(g, weight, padded, stride, dilation),
+                           counts=(1, 2, 3, 5))[0]
+    assert is_batch_last(dx)
     expected = np.zeros((*padded, n, c))
-    g = g_t.astype(np.float64).reshape(ho, wo, n, o)
+    g_hwno = g.astype(np.float64).transpose(1, 2, 3, 0)
     for u in range(kh):
         for v in range(kw):
             rows, cols = slice(u * dh, u * dh + sh * (ho - 1) + 1, sh), slice(v * dw, v * dw + sw * (wo - 1) + 1, sw)
-            expected[rows, cols] += g @ weight[:, :, u, v]
+            expected[rows, cols] += g_hwno @ weight[:, :, u, v]
     np.testing.assert_allclose(dx, expected.transpose(2, 3, 0, 1), rtol=1e-5, atol=1e-5)
 
 

@@ -864,10 +864,14 @@ In training mu and var are the batch's (biased) statistics; in evaluation the ru
 """
 _BN_IMPORTS = _NP + "\nfrom scratch import parallel  # splits the work between the cores: see scratch/parallel.py\n" \
     "from scratch.batchnorm import _channel, channel_sums, channel_total, row_dots  # used by forward\n" \
-    "from scratch.batchnorm import channel_dots, row_sums  # helpers you may use\n"
+    "from scratch.batchnorm import constant_planes, walk  # used by forward\n" \
+    "from scratch.batchnorm import channel_dots, row_sums  # helpers you may use\n" \
+    "from scratch.module import empty_laid_out_as, laid_out_as  # memory layouts: see scratch/module.py\n"
 _POOL_IMPORTS = _NP + "\nfrom scratch import parallel  # splits the work between the cores: see scratch/parallel.py\n" \
     "from scratch.pool import Pair, _max_windows, pool_output_size  # used by the forward pass\n" \
-    "from scratch.pool import _inside_input, _keep_first, _window_entry, _winners  # helpers you may use\n"
+    "from scratch.pool import _empty_candidates, _part  # used by the forward pass\n" \
+    "from scratch.pool import _inside_input, _keep_first, _window_entry, _winners  # helpers you may use\n" \
+    "from scratch.module import empty_laid_out_as, is_batch_last, laid_out_as  # layouts: scratch/module.py\n"
 
 
 def _optimizer(title: str, kind: str, stage: str = TORCH, steps=None, **narrow) -> Check:
@@ -1359,7 +1363,9 @@ _window_entry(dx_pad, k, kernel, stride, (1, 1), (Ho, Wo)) is a view of entry k 
 """,
             given=(scratch.avgpool2d_forward,), imports=_NP + "\nfrom scratch.pool import Pair, avgpool_divisors, "
                                                         "pool_output_size  # used by the forward pass\n"
-                                                        "from scratch.pool import _window_entry  # you may use it\n",
+                                                        "from scratch.pool import _window_entry  # you may use it\n"
+                                                        "from scratch.module import empty_laid_out_as  # memory "
+                                                        "layouts: scratch/module.py\n",
             reference=scratch.avgpool2d_backward,
             reference_location="scratch/pool.py `avgpool2d_backward` (loops: scratch/naive.py "
                                "`avgpool2d_backward_naive`)",
