@@ -85,7 +85,7 @@ def batch_statistics(x: np.ndarray, targets: np.ndarray) -> None:
             "channel_sums": batchnorm.channel_sums}
     original = batchnorm.channel_sums
     for name, sums in ways.items():
-        mean = sums(h) / m
+        mean = sums(batchnorm.walk(h)) / m      # the layer's view of its input (batch last: rows of W*N)
         batchnorm.channel_sums = sums
         try:
             network = worst_rel_difference(gradients(SimpleCNN(seed=0, dtype=np.float32), x, targets, masks),

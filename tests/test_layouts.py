@@ -10,10 +10,12 @@ batch-norm, whose sums run over runs of memory and so add in another order."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import scratch
+from scratch import batchnorm
 from scratch.module import empty_laid_out_as, is_batch_last, laid_out_as, memory_order
 from simplecnn import properties as prop
 
@@ -89,10 +91,25 @@ def test_avgpool2d(config_and_seed):
     assert_same_in_both_layouts(lambda: prop.make_avg_pool(config), x, upstream, True)
 
 
-@given(prop.batchnorm_configs(), st.booleans())
-def test_batchnorm2d(config_and_seed, training):
-    """The statistics of a batch-last input are sums over rows of W*N numbers: the same values, added in
-    another order."""
+@given(prop.batchnorm_configs(), st.booleans(), st.sampled_from([384, 2, 1]))
+def test_batchnorm2d(config_and_seed, training, row_numbers):
+    """The statistics of a batch-last input are sums over pieces of rows, whole pixels of W*N numbers: the
+    same values, added in another order. (``ROW_NUMBERS`` 2 and 1 cut the suite's small rows too: into
+    pieces of one pixel, N numbers, and into a piece per pixel however long.)"""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batchnorm, "ROW_NUMBERS", row_numbers)
+        check_batchnorm2d(config_and_seed, training)
+
+
+def test_batchnorm_walks_rows_in_pieces():
+    """batch1's input at batch 64, batch last: each row of 24 pixels (1,536 numbers) in 4 pieces of 384."""
+    x = np.empty((32, 24, 24, 64), dtype=np.float32).transpose(3, 0, 1, 2)
+    walked = batchnorm.walk(x)
+    assert walked.shape == (96, 32, 1, 384) and np.shares_memory(walked, x)
+    assert batchnorm.walk(np.empty((64, 32, 24, 24))).shape == (64, 32, 24, 24)   # NCHW: itself
+
+
+def check_batchnorm2d(config_and_seed, training):
     config, seed = config_and_seed
     rng = np.random.default_rng(seed)
     x = prop.batchnorm_input(config, np.float64, rng)
