@@ -143,13 +143,15 @@ def test_elementwise_activations(example):
 
 
 def test_flatten_gives_its_input_layout_back():
-    """Flatten's output is C order either way (what fc1's weights expect); its gradient comes back in the
-    layout its input had."""
+    """Flatten's output holds the values in (C, H, W) order for each image either way (what fc1's weights
+    expect), a view of batch-last memory too; its gradient comes back in the layout its input had."""
     rng = np.random.default_rng(0)
     x, upstream = rng.standard_normal((4, 3, 2, 5)), rng.standard_normal((4, 30))
     flatten = scratch.Flatten()
-    y = flatten.forward(batch_last(x))
+    x_bl = batch_last(x)
+    y = flatten.forward(x_bl)
     np.testing.assert_array_equal(y, x.reshape(4, -1))
+    assert np.shares_memory(y, x_bl)
     dx = flatten.backward(upstream)
     assert is_batch_last(dx)
     np.testing.assert_array_equal(dx, upstream.reshape(x.shape))
