@@ -135,7 +135,7 @@ def walk(a: np.ndarray) -> np.ndarray:
     if not is_batch_last(a):
         return a
     n, c, h, w = a.shape
-    pieces = next(k for k in range(1, w + 1) if w % k == 0 and (w // k) * n <= ROW_NUMBERS or k == w)
+    pieces = next(k for k in range(1, w + 1) if (w % k == 0 and w // k * n <= ROW_NUMBERS) or k == w)
     return a.transpose(1, 2, 3, 0).reshape(c, h * pieces, 1, w // pieces * n).transpose(1, 0, 2, 3)
 
 

@@ -32,7 +32,7 @@ strided slice one *contiguous run* at a time, and a short run costs about as muc
 * "Per image", x kept in NCHW: ``cols`` is (N, C*kh*kw, Ho*Wo), one patch matrix per image, and
   ``y[n] = w2 @ cols[n]`` is a stack of matrix products (``np.matmul`` broadcasts ``w2`` over the
   images) whose result is already NCHW: no transposes at all. Each slice copy in im2col moves runs
-  of Wo numbers (one output row): fine for wide images, e.g. the first layer (Wo = 24).
+  of Wo numbers (one output row): fine for wide outputs of several input channels.
 * "Batch last": x is laid out as (C, H, W, N) and ``cols`` is one (C*kh*kw, Ho*Wo*N) matrix, so that a
   slice over (i, j) keeps whole runs of Wo*N numbers together (512 for the second layer: Wo = 8,
   N = 64). im2col and col2im become about 2x and 4x faster there. The output stays batch last, an
@@ -288,8 +288,8 @@ def conv2d_backward(grad_out: np.ndarray, cache, need_input_grad: bool = True):
         dbias = position_sums(g_bl) if has_bias else None
         if not need_input_grad:
             return None, dweight, dbias
-        dx_pad = input_gradient_by_input_rows(g_bl.reshape(o, *grad_out.shape[2:], n), weight, padded_shape[1:3],
-                                              stride, dilation, workspace=cols)   # dL/dw is known: cols is free
+        dx_pad = input_gradient_by_input_rows(g_bl, weight, padded_shape[1:3], stride, dilation,
+                                              workspace=cols)   # dL/dw is known: cols's memory is free
         return dx_pad[:, :, ph:ph + h, pw:pw + w], dweight, dbias
     # per image: g as (N, O, Ho*Wo) (NCHW already), cols as (N, C*kh*kw, Ho*Wo)
     g = grad_out.reshape(n, o, -1)

@@ -206,8 +206,9 @@ def is_batch_last(a: np.ndarray) -> bool:
 
 
 def empty_laid_out_as(like: np.ndarray, shape: tuple[int, ...] | None = None, dtype=None) -> np.ndarray:
-    """A new (N, C, H, W) array of ``shape`` (``like``'s by default) laid out as ``like`` is: batch last
-    (:func:`is_batch_last`) or NCHW.
+    """A new (..., N, C, H, W) array of ``shape`` (``like``'s by default) whose last four axes are laid out
+    as ``like`` is: batch last (:func:`is_batch_last`) or NCHW. Leading axes, if any, are outermost (max-pool
+    keeps the kh*kw entries of its windows as (kh*kw, N, C, Ho, Wo), each entry laid out as the input).
 
     Chapter: docs/03-convolution.md.
     """
@@ -215,8 +216,9 @@ def empty_laid_out_as(like: np.ndarray, shape: tuple[int, ...] | None = None, dt
     dtype = like.dtype if dtype is None else dtype
     if not is_batch_last(like):
         return np.empty(shape, dtype)
-    n, c, h, w = shape
-    return np.empty((c, h, w, n), dtype).transpose(3, 0, 1, 2)
+    *lead, n, c, h, w = shape
+    k = len(lead)
+    return np.empty((*lead, c, h, w, n), dtype).transpose(*range(k), k + 3, k, k + 1, k + 2)
 
 
 def memory_order(a: np.ndarray, like: np.ndarray | None = None) -> np.ndarray:
@@ -237,7 +239,7 @@ def laid_out_as(a: np.ndarray, like: np.ndarray) -> np.ndarray:
 
     Chapter: docs/03-convolution.md.
     """
-    if is_batch_last(a) == is_batch_last(like) and (is_batch_last(a) or a.flags.c_contiguous):
+    if is_batch_last(a) if is_batch_last(like) else a.flags.c_contiguous:
         return a
     out = empty_laid_out_as(like, a.shape, a.dtype)
     out[...] = a

@@ -47,7 +47,16 @@ import numpy as np
 
 from . import parallel
 from .conv import _offset_slice
-from .module import Layer, as_pair, check_image_input, empty_laid_out_as, grad_enabled, is_batch_last, laid_out_as
+from .module import (
+    Layer,
+    as_pair,
+    check_image_input,
+    empty_laid_out_as,
+    grad_enabled,
+    is_batch_last,
+    laid_out_as,
+    memory_order,
+)
 
 Pair = tuple[int, int]
 
@@ -109,17 +118,10 @@ def _max_windows(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilat
 
 
 def _part(a: np.ndarray, part: slice) -> tuple[slice, ...]:
-    """The index of one core's part of the (N, C, ...) array ``a`` (scratch/parallel.py): images for NCHW,
-    channels for batch last, whose images are side by side in every run of memory."""
+    """The index of one core's part of the (N, C, ...) array ``a`` (scratch/parallel.py): ``part`` of the
+    first axis of :func:`~scratch.module.memory_order` ``(a)``, so images for NCHW, channels for batch last,
+    whose images are side by side in every run of memory."""
     return (slice(None), part) if is_batch_last(a) else (part,)
-
-
-def _empty_candidates(y: np.ndarray, entries: int) -> np.ndarray:
-    """A new (entries, N, C, Ho, Wo) array for every window's entries, each entry laid out as ``y``."""
-    if not is_batch_last(y):
-        return np.empty((entries, *y.shape), y.dtype)
-    n, c, ho, wo = y.shape
-    return np.empty((entries, c, ho, wo, n), y.dtype).transpose(0, 4, 1, 2, 3)
 
 
 def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
@@ -136,7 +138,7 @@ def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair =
     kh, kw = kernel
     x_pad, (ho, wo) = _max_windows(x, kernel, stride, padding, dilation, ceil_mode)
     y = empty_laid_out_as(x, (n, c, ho, wo))       # laid out as x: NCHW, or batch last
-    candidates = _empty_candidates(y, kh * kw)     # (kh*kw, N, C, Ho, Wo), each entry laid out as y
+    candidates = empty_laid_out_as(y, (kh * kw, *y.shape))   # (kh*kw, N, C, Ho, Wo), each entry laid out as y
 
     def pool_part(part: slice) -> None:            # images or channels ``part``, on one core (scratch/parallel.py)
         where = _part(y, part)
@@ -148,7 +150,7 @@ def maxpool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair =
         else:
             np.max(entries, axis=0, out=y[where], initial=x.dtype.type(floor))
 
-    parallel.run(pool_part, c if is_batch_last(y) else n, candidates.size)
+    parallel.run(pool_part, len(memory_order(y)), candidates.size)
     # The cache keeps its own copy of y: whatever the caller later does with the returned array, the
     # winners found in backward stay right.
     cache = (candidates, y.copy(order="K"), x_pad.shape, x.shape, kernel, stride, padding, dilation)
@@ -266,7 +268,7 @@ def maxpool2d_backward(grad_out: np.ndarray, cache) -> np.ndarray:
             else:                                  # each pixel is in one window at most: write
                 np.multiply(g, is_winner[k], out=target)
 
-    parallel.run(route_part, y.shape[1] if is_batch_last(y) else len(y), dx_pad.size)
+    parallel.run(route_part, len(memory_order(y)), dx_pad.size)
     h, w = input_shape[2:]
     return dx_pad[:, :, ph:ph + h, pw:pw + w]
 

@@ -230,6 +230,8 @@ def test_layout_helpers():
     b = batch_last(a)
     assert is_batch_last(b) and not is_batch_last(a) and not is_batch_last(a[:, :, :2])
     assert is_batch_last(empty_laid_out_as(b, (4, 1, 2, 3))) and empty_laid_out_as(a).flags.c_contiguous
+    entries = empty_laid_out_as(b, (4, *b.shape))            # a leading axis, outermost
+    assert entries.shape == (4, *b.shape) and is_batch_last(entries[1]) and entries[1].base is not None
     assert laid_out_as(b, b) is b and laid_out_as(a, a) is a
     assert is_batch_last(laid_out_as(a, b)) and laid_out_as(b, a).flags.c_contiguous
     np.testing.assert_array_equal(laid_out_as(a, b), a)

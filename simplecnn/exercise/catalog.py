@@ -869,9 +869,9 @@ _BN_IMPORTS = _NP + "\nfrom scratch import parallel  # splits the work between t
     "from scratch.module import empty_laid_out_as, laid_out_as  # memory layouts: see scratch/module.py\n"
 _POOL_IMPORTS = _NP + "\nfrom scratch import parallel  # splits the work between the cores: see scratch/parallel.py\n" \
     "from scratch.pool import Pair, _max_windows, pool_output_size  # used by the forward pass\n" \
-    "from scratch.pool import _empty_candidates, _part  # used by the forward pass\n" \
+    "from scratch.pool import _part  # used by the forward pass\n" \
     "from scratch.pool import _inside_input, _keep_first, _window_entry, _winners  # helpers you may use\n" \
-    "from scratch.module import empty_laid_out_as, is_batch_last, laid_out_as  # layouts: scratch/module.py\n"
+    "from scratch.module import empty_laid_out_as, is_batch_last, laid_out_as, memory_order  # layouts\n"
 
 
 def _optimizer(title: str, kind: str, stage: str = TORCH, steps=None, **narrow) -> Check:
