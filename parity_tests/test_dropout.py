@@ -40,6 +40,22 @@ def test_dropout_drops_a_fraction_p_of_the_units(p):
     np.testing.assert_allclose(y[y != 0], 1 / (1 - p), rtol=1e-6)
 
 
+def test_a_mask_keeps_a_unit_exactly_when_its_32_bit_number_reaches_the_threshold():
+    """``sample_mask`` draws one 32-bit integer per unit, the halves of the generator's 64-bit outputs in
+    order, and keeps ``u >= round(p * 2^32)``: an odd count uses half of the last output; p = 0 keeps every
+    unit, p = 1 drops every one (2^32 is above every 32-bit integer)."""
+    for p in (0.0, 0.45, 1.0):
+        mask = scratch.Dropout(p, rng=np.random.default_rng(5)).sample_mask((7, 3))
+        numbers = np.random.default_rng(5).bit_generator.random_raw(11).view(np.uint32)[:21].reshape(7, 3)
+        np.testing.assert_array_equal(mask, numbers >= round(p * 2 ** 32))
+    assert scratch.Dropout(0.0).sample_mask((1000,)).all()
+    assert not scratch.Dropout(1.0).sample_mask((1000,)).any()
+    rng, expected = np.random.default_rng(5), np.random.default_rng(5)
+    scratch.Dropout(0.5, rng=rng).sample_mask((7, 3))
+    expected.bit_generator.random_raw(11)                  # 21 units: 11 outputs
+    assert rng.bit_generator.state == expected.bit_generator.state
+
+
 @given(prop.dropout_numerical_examples)
 def test_dropout_matches_finite_differences(example):
     """With a fixed mask dropout is linear: its gradient is mask / (1 - p), as central differences show."""

@@ -141,9 +141,9 @@ def test_simplecnn_training_step_equals_its_layers(activation, pool, merged, dty
 
 
 @given(prop.seeds, st.sampled_from([(2, 2, 0), (3, 2, 1), (2, 1, 0)]))
-def test_bias_after_the_max_changes_no_bit(seed, pool_geometry):
-    """conv + batch-norm + ReLU + max-pool as one step (bias added after the max) gives exactly the output
-    of the two smaller merges (conv + batch-norm, then ReLU + max-pool)."""
+def test_merged_step_changes_no_bit(seed, pool_geometry):
+    """conv + batch-norm + ReLU + max-pool as one step gives exactly the output of the two smaller merges
+    (conv + batch-norm, then ReLU + max-pool)."""
     rng = np.random.default_rng(seed)
     kernel, stride, padding = pool_geometry
     conv = scratch.Conv2d(3, 5, 3, padding=1, rng=rng, dtype=np.float32)

@@ -14,10 +14,21 @@ The mask can be supplied, so a test can give the NumPy and the PyTorch network t
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import parallel
 from .module import Layer, check_input, is_batch_last, memory_order
+
+
+def drop_threshold(p: float) -> int:
+    """The 32-bit integer below which a unit is dropped: ``round(p * 2^32)`` (``2^32`` for ``p = 1``: every
+    unit dropped, as no 32-bit integer reaches it).
+
+    Chapter: docs/06-dropout.md.
+    """
+    return round(p * 2 ** 32)
 
 
 def dropout_forward(x: np.ndarray, keep_mask: np.ndarray, p: float):
@@ -58,11 +69,19 @@ class Dropout(Layer):
     def sample_mask(self, shape: tuple[int, ...], batch_last: bool = False) -> np.ndarray:
         """A boolean keep-mask: each unit kept (True) with probability ``1 - p``. ``batch_last`` (4-D
         ``shape`` only): the numbers are drawn in the order of batch-last memory, (C, H, W, N), and the mask
-        is laid out that way (scratch/module.py), as the input it will multiply."""
+        is laid out that way (scratch/module.py), as the input it will multiply.
+
+        Each unit gets one uniform 32-bit integer ``u`` (a half of one of the generator's 64-bit outputs,
+        ``random_raw``) and is kept when ``u >= round(p * 2^32)``: with probability ``1 - p`` to within
+        2^-33, finer than a float32 uniform's 2^-24 steps, and 40% cheaper than drawing floats (no
+        conversion, two units per output; docs/06-dropout.md)."""
+        count = math.prod(shape)
+        numbers = self.rng.bit_generator.random_raw((count + 1) // 2).view(np.uint32)[:count]
+        keep = numbers >= drop_threshold(self.p)
         if not batch_last:
-            return self.rng.random(shape, dtype=np.float32) >= self.p
+            return keep.reshape(shape)
         n, c, h, w = shape
-        return (self.rng.random((c, h, w, n), dtype=np.float32) >= self.p).transpose(3, 0, 1, 2)
+        return keep.reshape(c, h, w, n).transpose(3, 0, 1, 2)
 
     def forward(self, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Drop units of ``x``. ``mask`` (boolean, ``x``'s shape, True = keep) overrides the random draw."""

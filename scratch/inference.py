@@ -23,11 +23,13 @@ makes these merges (docs/01-overview.md, "Evaluation in fewer passes"):
    exact (NaN included), so the output is bit-identical, and the ReLU's pass over the (four times
    larger) input is gone.
 
-3. **Both at once, and the bias after the max.** Adding a channel's bias never reorders its values
-   (rounding ``x + b`` is non-decreasing in ``x`` too), so ``max(x_k + b) = max(x_k) + b`` exactly. The
-   merged convolution therefore runs without its bias, the max-pool takes the maxima, and the bias and
-   the ReLU are applied to the pooled output, which is four times smaller: convolution, batch-norm,
-   ReLU and max-pool become one step whose output is bit-identical to that of merges 1 and 2.
+3. **Both at once.** The folded convolution runs batch last (its output stays in the memory order the
+   max-pool reads fastest and the next convolution wants), adds its bias inside its matrix product
+   (:func:`~scratch.conv.patch_matrix`), and the max-pool starts at 0: convolution, batch-norm, ReLU and
+   max-pool become one step whose output is bit-identical to that of merges 1 and 2. (Before the bias
+   went into the product, this step added it after the max, to the pooled output a quarter of the size:
+   rounding ``x + b`` never reorders a channel's values, so ``max(x_k + b) = max(x_k) + b`` exactly. Inside
+   the product the bias costs nothing at all.)
 
 Every other layer runs as it is. A merge happens only where it is exact: the batch-norm layer must be in
 evaluation mode with running statistics (in training mode, or without them, it normalizes with the
@@ -40,7 +42,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import parallel
 from .activations import ReLU
 from .batchnorm import BatchNorm2d, inference_affine
 from .conv import Conv2d
@@ -89,12 +90,9 @@ def _conv_batchnorm_relu_maxpool(conv: Conv2d, bn: BatchNorm2d, pool: MaxPool2d)
     def step(x: np.ndarray) -> np.ndarray:
         if getattr(x, "ndim", None) != 4:
             return pool.inference(bn.forward(conv.forward(x)), floor=0)
-        weight, bias = fold_batchnorm(conv, bn)
         # Batch last in memory until the end: the max-pool then reads runs of N numbers, and the next
         # convolution needs that layout anyway.
-        y = pool.inference(conv.forward_with(x, weight, None, batch_last_output=True))   # bias after the max
-        y = parallel.split_call(np.add, y, bias.reshape(1, -1, 1, 1), out=y)
-        return parallel.split_call(np.maximum, y, 0, out=y)
+        return pool.inference(conv.forward_with(x, *fold_batchnorm(conv, bn), batch_last_output=True), floor=0)
     return step
 
 

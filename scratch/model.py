@@ -265,8 +265,8 @@ class SimpleCNN(Sequential):
     def _forward_drawing_masks_meanwhile(self, x: np.ndarray) -> np.ndarray:
         """A training forward whose dropout masks are drawn on another core while conv1 and batch1 run.
         They are the draws the two dropout layers would make themselves, in the same order, from the same
-        generator (:meth:`sample_dropout_masks`), so the step is bit-identical; drawing 300,000 random
-        numbers takes about 0.5 ms that the other core has spare during conv1 (docs/06-dropout.md). A
+        generator (:meth:`sample_dropout_masks`), so the step is bit-identical; drawing 360,000 random
+        32-bit numbers takes about 0.3 ms that the other core has partly spare during conv1 (docs/06-dropout.md). A
         forward that fails leaves the generator as it found it."""
         generators = [layer.rng for layer in self.layers.values() if isinstance(layer, Dropout)]
         states = [rng.bit_generator.state for rng in generators]
