@@ -74,3 +74,29 @@ def test_padding_folds_are_the_adjoints_of_padding(mode, rows, cols, seed):
     folded = unpad_gradient(grad, pads, mode)
     assert_close(folded, unpad_gradient_naive(grad, x.shape, pads, mode), 1e-14, what=f"{mode} fold")
     assert abs(np.sum(padded * grad) - np.sum(x * folded)) <= 1e-12 * np.sum(np.abs(padded * grad))
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_batch_last_bias_rides_in_a_row_of_ones_that_every_forward_writes(with_bias):
+    """Batch last, the patch matrix has a row of ones under it exactly when there is a bias, and the bias
+    goes through the product. The layer recycles the matrix as memory for the next one (and backward may use
+    it as work space), so each forward writes the row again: with the recycled memory overwritten between
+    two steps, the second output equals the first, and both the loops' definition."""
+    rng = np.random.default_rng(3)
+    layer = scratch.Conv2d(3, 4, 3, bias=with_bias, rng=rng, dtype=np.float64)
+    x = rng.standard_normal((2, 3, 6, 7))
+    bias = layer.bias.data if with_bias else None
+    outputs, matrices = [], []
+    for _ in range(2):
+        y = layer.forward(x)
+        (cols, *_), _ = layer._cache
+        matrices.append(cols)
+        assert cols.shape == (3 * 3 * 3 + with_bias, 4 * 5 * 2)
+        assert not with_bias or (cols[-1] == 1).all()
+        layer.backward(np.ones_like(y))
+        cols[...] = 7.0                                # the memory the next forward gets back
+        outputs.append(y.copy())
+    assert matrices[1] is matrices[0]                  # the second forward got the first one's memory
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    naive = conv2d_forward_naive(x, layer.weight.data, bias, (1, 1), (0, 0, 0, 0), (1, 1), 1, "zeros")
+    assert_close(outputs[0], naive, 1e-12, what="output")

@@ -56,6 +56,20 @@ def test_a_mask_keeps_a_unit_exactly_when_its_32_bit_number_reaches_the_threshol
     assert rng.bit_generator.state == expected.bit_generator.state
 
 
+def test_masks_are_those_of_float32_uniforms_but_for_numbers_next_to_the_threshold():
+    """NumPy's float32 uniforms are the top 24 bits of the same 32-bit halves, ``(u >> 8) / 2^24``, so
+    ``u >= round(p * 2^32)`` keeps the units ``rng.random(dtype=np.float32) >= p`` keeps, except where ``u``
+    lies within 2^8 of the threshold: a generator's dropout masks are the ones it drew before masks were
+    drawn from the integers (docs/06-dropout.md)."""
+    for p in (0.35, 0.45, 0.5):
+        shape = (200, 1000)
+        mask = scratch.Dropout(p, rng=np.random.default_rng(9)).sample_mask(shape)
+        floats = np.random.default_rng(9).random(shape, dtype=np.float32) >= p
+        numbers = np.random.default_rng(9).bit_generator.random_raw(100_000).view(np.uint32).reshape(shape)
+        near = np.abs(numbers.astype(np.int64) - round(p * 2 ** 32)) < 2 ** 8
+        assert (mask == floats)[~near].all()
+
+
 @given(prop.dropout_numerical_examples)
 def test_dropout_matches_finite_differences(example):
     """With a fixed mask dropout is linear: its gradient is mask / (1 - p), as central differences show."""

@@ -34,6 +34,7 @@ from .conv import Conv2d
 from .dropout import Dropout
 from .inference import inference_forward, is_relu_maxpool
 from .linear import Linear
+from .memory import EVAL_BATCH_SIZE
 from .module import Layer, Parameter, check_state_dict, grad_enabled, no_grad, require_float_dtype
 from .pool import AvgPool2d, MaxPool2d
 
@@ -295,8 +296,9 @@ class SimpleCNN(Sequential):
             masks[name] = layer.sample_mask(shape, batch_last=True)
         return masks
 
-    def predict_logits(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Eval-mode logits for many images, in batches, keeping no backward caches."""
+    def predict_logits(self, images: np.ndarray, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
+        """Eval-mode logits for many images, in batches of ``batch_size`` (:data:`~scratch.memory.EVAL_BATCH_SIZE`:
+        arrays under glibc's 32 MiB mmap threshold), keeping no backward caches."""
         was_training = self.training
         self.eval()
         try:

@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from .loss import CrossEntropyLoss, cross_entropy
+from .memory import EVAL_BATCH_SIZE
 from .model import Sequential
 from .module import Parameter, no_grad
 
@@ -93,8 +94,9 @@ def index_batches(images: np.ndarray, labels: np.ndarray,
 
 
 def evaluate(model: Sequential, images: np.ndarray, labels: np.ndarray,
-             batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
-    """Mean cross-entropy, accuracy (in %) and predicted classes, in eval mode with no caches kept.
+             batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, float, np.ndarray]:
+    """Mean cross-entropy, accuracy (in %) and predicted classes, in eval mode with no caches kept, in
+    batches of ``batch_size`` images (:data:`~scratch.memory.EVAL_BATCH_SIZE`).
 
     Chapter: docs/01-overview.md.
     """

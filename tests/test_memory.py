@@ -56,3 +56,34 @@ def test_a_bad_simplecnn_keep_memory_is_named():
     result = run_python("import scratch", keep_memory="yes")
     assert result.returncode != 0
     assert "SIMPLECNN_KEEP_MEMORY must be 0 or 1, got 'yes'" in result.stderr
+
+
+# Evaluation of 512 images, five times over, after two untimed ones.
+REPEATED_EVALUATIONS = """
+import resource, numpy as np, scratch
+model = scratch.SimpleCNN(seed=0)
+x = np.random.default_rng(0).standard_normal((512, 1, 28, 28), dtype=np.float32)
+for _ in range(2):
+    model.predict_logits(x{batch})
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    model.predict_logits(x{batch})
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_evaluation_batches_stay_under_the_mmap_threshold_and_stop_faulting():
+    """EVAL_BATCH_SIZE keeps conv1's output (the largest evaluation array) under glibc's 32 MiB ceiling, so
+    the memory of one batch serves the next; one batch of 512 images (38 MiB) is mapped fresh every time."""
+    from scratch.memory import EVAL_BATCH_SIZE, MMAP_THRESHOLD_MAX
+
+    assert EVAL_BATCH_SIZE * 32 * 24 * 24 * 4 < MMAP_THRESHOLD_MAX
+    default = run_python(REPEATED_EVALUATIONS.format(batch=""), keep_memory=None)
+    whole = run_python(REPEATED_EVALUATIONS.format(batch=", batch_size=512"), keep_memory=None)
+    assert default.returncode == 0 and whole.returncode == 0, default.stderr + whole.stderr
+    default_faults, whole_faults = float(default.stdout), float(whole.stdout)
+    # Measured: 0 against 530 (NumPy asks for huge pages for large arrays, so a fresh 38 MiB block costs a
+    # few hundred faults rather than 9,400; each one zeroes up to 2 MiB).
+    assert default_faults < 50, default_faults
+    assert whole_faults > 200, whole_faults
