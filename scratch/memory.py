@@ -36,8 +36,8 @@ TRIM_THRESHOLD = 1024 * 1024 * 1024
 #: ``SimpleCNN.predict_logits``): few enough that its largest evaluation array, conv1's output (N, 32, 24, 24)
 #: in float32, stays under the 32 MiB mmap threshold, so that the memory of one batch is kept for the next:
 #: 18 MiB at 256 images, 74 MiB at 1,000, which malloc maps fresh for every batch and hands back after it
-#: (its pages faulted in and zeroed anew each time). Measured on the 10,000 test images (2-core AMD EPYC): 0.58 to 0.64 s in batches
-#: of 128 to 500, 0.81 to 1.16 s in batches of 1,000.
+#: (its pages faulted in and zeroed anew each time). Measured on the 10,000 test images (2-core AMD EPYC):
+#: 0.58 to 0.64 s in batches of 128 to 500, 0.81 to 1.16 s in batches of 1,000.
 EVAL_BATCH_SIZE = 256
 
 #: Whether :func:`keep_freed_memory` has set glibc's thresholds in this process.
