@@ -26,7 +26,8 @@ makes these merges (docs/01-overview.md, "Evaluation in fewer passes"):
 3. **Both at once.** The folded convolution runs batch last (its output stays in the memory order the
    max-pool reads fastest and the next convolution wants), adds its bias inside its matrix product
    (:func:`~scratch.conv.patch_matrix`), and the max-pool starts at 0: convolution, batch-norm, ReLU and
-   max-pool become one step whose output is bit-identical to that of merges 1 and 2. (Before the bias
+   max-pool become one step whose output is bit-identical to that of merges 1 and 2 (where merge 1 computes
+   batch last too, as it does for narrow outputs like SimpleCNN's). (Before the bias
    went into the product, this step added it after the max, to the pooled output a quarter of the size:
    rounding ``x + b`` never reorders a channel's values, so ``max(x_k + b) = max(x_k) + b`` exactly. Inside
    the product the bias costs nothing at all.)
