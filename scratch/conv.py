@@ -246,12 +246,8 @@ def patch_matrix(x_pad: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, 
 
     so the bias costs no pass of its own over the output: one more row of K, where K is C*kh*kw (800 for
     the second layer). Measured on SimpleCNN's convolutions at batch 64: the product takes the same time
-    with the extra row, and the separate add it replaces took 0.13 ms on ``conv1``. Backward could read
-    ``dL/db = G @ 1`` off the same trick (the last column of ``G @ [cols; 1]^T``), but the BLAS sums it in
-    float32, and a bias that feeds batch-norm has a true gradient of zero, so what is computed is rounding
-    noise that Adam turns into steps of up to ``lr``: summed by the BLAS, the noise is larger, and in
-    ``simplecnn compare`` (float32) the two implementations' other weights drifted 16 times further apart
-    (median 7.7e-3 against 4.7e-4 over 18 steps). :func:`position_sums` stays.
+    with the extra row, and the separate add it replaces took 0.13 ms on ``conv1``. (Backward sums the bias
+    gradient on its own, :func:`position_sums` says why.)
 
     Chapter: docs/03-convolution.md.
     """
@@ -295,6 +291,13 @@ def position_sums(g_bl: np.ndarray) -> np.ndarray:
     numbers summed in the gradient's dtype by ``np.einsum`` (several SIMD lanes, so no running sum gets
     long), then the Ho row sums of a channel added in float64. A third of the time of NumPy's pairwise
     ``sum`` along the (O, Ho*Wo*N) rows on conv1's gradient (0.05 against 0.16 ms), and as accurate.
+
+    The row of ones of :func:`patch_matrix` would give the same sums for free, as the last column of
+    ``G @ [cols; 1]^T``, but added by the BLAS in float32. A bias that feeds batch-norm (both of SimpleCNN's)
+    has a true gradient of zero, so what is computed is rounding noise, which Adam turns into steps of up to
+    ``lr``; with the BLAS's sums that noise is larger, and in ``simplecnn compare`` (float32) the two
+    implementations' other weights drifted 16 times further apart (median 7.7e-3 against 4.7e-4 over 18
+    steps; tests/test_compare.py fails on it).
 
     Chapter: docs/03-convolution.md.
     """

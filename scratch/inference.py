@@ -27,10 +27,7 @@ makes these merges (docs/01-overview.md, "Evaluation in fewer passes"):
    max-pool reads fastest and the next convolution wants), adds its bias inside its matrix product
    (:func:`~scratch.conv.patch_matrix`), and the max-pool starts at 0: convolution, batch-norm, ReLU and
    max-pool become one step whose output is bit-identical to that of merges 1 and 2 (where merge 1 computes
-   batch last too, as it does for narrow outputs like SimpleCNN's). (Before the bias
-   went into the product, this step added it after the max, to the pooled output a quarter of the size:
-   rounding ``x + b`` never reorders a channel's values, so ``max(x_k + b) = max(x_k) + b`` exactly. Inside
-   the product the bias costs nothing at all.)
+   batch last too, as it does for narrow outputs like SimpleCNN's).
 
 Every other layer runs as it is. A merge happens only where it is exact: the batch-norm layer must be in
 evaluation mode with running statistics (in training mode, or without them, it normalizes with the

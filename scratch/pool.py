@@ -176,11 +176,10 @@ def maxpool2d_inference(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair
     n, c = x.shape[:2]
     kh, kw = kernel
     x_pad, (ho, wo) = _max_windows(x, kernel, stride, padding, dilation, ceil_mode)
-    y = np.empty_like(x_pad, shape=(n, c, ho, wo))   # laid out in memory as x_pad is (NCHW, or batch last)
-    by_channels = x_pad.strides[0] < x_pad.strides[1]   # batch last: parts of channels keep whole runs of N
+    y = empty_laid_out_as(x, (n, c, ho, wo))       # laid out as x: NCHW, or batch last
 
     def pool_part(part: slice) -> None:            # images or channels ``part``, on one core (scratch/parallel.py)
-        where = (slice(None), part) if by_channels else (part,)
+        where = _part(y, part)
         x_part, y_part = x_pad[where], y[where]
         first = _window_entry(x_part, 0, kernel, stride, dilation, (ho, wo))
         if floor is None:
@@ -190,7 +189,7 @@ def maxpool2d_inference(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair
         for k in range(1, kh * kw):
             np.maximum(y_part, _window_entry(x_part, k, kernel, stride, dilation, (ho, wo)), out=y_part)
 
-    parallel.run(pool_part, c if by_channels else n, x_pad.size)
+    parallel.run(pool_part, len(memory_order(y)), x_pad.size)
     return y
 
 
