@@ -180,9 +180,9 @@ def numpy_train_step_by_layer(model, opt, x, y, times: dict[str, list[float]]) -
     own; :func:`numpy_train_step` starts each layer's update during the backward pass."""
     clock = time.perf_counter
     steps = training_steps(model.layers)   # as model(x) runs them: relu1+max1 is one step
-    for name, layer, floor in steps:
+    for name, layer, keywords in steps:
         t0 = clock()
-        x = layer.forward(x) if floor is None else layer.forward(x, floor=floor)
+        x = layer.forward(x, **keywords)
         times[f"{name} fwd"].append(clock() - t0)
     t0 = clock()
     _, grad = scratch.cross_entropy(x, y)

@@ -79,11 +79,12 @@ def test_padding_folds_are_the_adjoints_of_padding(mode, rows, cols, seed):
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_batch_last_bias_rides_in_a_row_of_ones_that_every_forward_writes(with_bias):
     """Batch last, the patch matrix has a row of ones under it exactly when there is a bias, and the bias
-    goes through the product. The layer recycles the matrix as memory for the next one (and backward may use
-    it as work space), so each forward writes the row again: with the recycled memory overwritten between
-    two steps, the second output equals the first, and both the loops' definition."""
+    goes through the product. The layer recycles the matrix as memory for the next one (a first layer,
+    whose backward returns no input gradient in that memory), so each forward writes the row again: with
+    the recycled memory overwritten between two steps, the second output equals the first, and both the
+    loops' definition."""
     rng = np.random.default_rng(3)
-    layer = scratch.Conv2d(3, 4, 3, bias=with_bias, rng=rng, dtype=np.float64)
+    layer = scratch.Conv2d(3, 4, 3, bias=with_bias, rng=rng, dtype=np.float64, need_input_grad=False)
     x = rng.standard_normal((2, 3, 6, 7))
     bias = layer.bias.data if with_bias else None
     outputs, matrices = [], []

@@ -117,8 +117,9 @@ def test_floor_and_return_indices_do_not_mix():
 @settings(max_examples=3)
 @given(prop.seeds)
 def test_simplecnn_training_step_equals_its_layers(activation, pool, merged, dtype, seed):
-    """A training step of model(x) (each ReLU before a max-pool run inside it, keeping no cache) gives the
-    logits and every parameter gradient of the layers run one by one, bit for bit."""
+    """A training step of model(x) (each ReLU before a max-pool run inside it, keeping no cache; each
+    batch-norm after a convolution keeping x_hat in the convolution's output) gives the logits and every
+    parameter gradient of the layers run one by one, bit for bit."""
     rng = np.random.default_rng(seed)
     model, reference = (scratch.SimpleCNN(activation=activation, pool=pool, seed=seed % 1000, dtype=dtype)
                         for _ in range(2))

@@ -152,7 +152,7 @@ def constant_planes(x: np.ndarray) -> tuple[int, ...] | None:
 
 def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
                         running_mean: np.ndarray | None, running_var: np.ndarray | None, training: bool,
-                        momentum: float, eps: float):
+                        momentum: float, eps: float, overwrite_x: bool = False):
     """``y = gamma * x_hat + beta``. In training, updates ``running_*`` in place. Returns ``(y, cache)``.
 
     ``gamma``/``beta`` ``None``: no affine transform (``affine=False``; ``beta`` alone for ``bias=False``),
@@ -161,10 +161,16 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarra
 
     The passes between two statistics run as one :func:`parallel.run` each (module docstring, "Speed").
 
+    ``overwrite_x``: ``x_hat`` is computed in ``x``'s own memory, for a caller that never reads ``x`` again
+    (docs/05-batch-normalization.md, "Memory"). Each number of ``x`` is read (for the mean, then for
+    ``x - mu``) before its ``x_hat`` is written over it, so the result is the same.
+
     Chapter: docs/05-batch-normalization.md.
     """
     training = training or running_mean is None or running_var is None
-    x_hat_out, y_out = empty_laid_out_as(x), empty_laid_out_as(x)   # laid out as x (NCHW or batch last)
+    in_place = overwrite_x and x.flags.writeable and (x.flags.c_contiguous or is_batch_last(x))
+    x_hat_out = x if in_place else empty_laid_out_as(x)             # laid out as x (NCHW or batch last)
+    y_out = empty_laid_out_as(x)
     planes = constant_planes(x)
     x, x_hat, y = walk(x), walk(x_hat_out), walk(y_out)
     if training:
@@ -250,16 +256,20 @@ def batchnorm2d_inference(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndar
     return y_out
 
 
-def batchnorm2d_backward(grad_out: np.ndarray, cache):
+def batchnorm2d_backward(grad_out: np.ndarray, cache, overwrite_x_hat: bool = False):
     """Gradients ``(dx, dgamma, dbeta)`` from ``grad_out = dL/dy`` (see the module docstring).
 
     Without ``gamma`` (``affine=False``) the formulas hold with gamma = 1; ``dgamma`` is still returned
     (the caller drops what it has no parameter for).
 
+    ``overwrite_x_hat``: ``dx`` is written in the memory of the cache's ``x_hat``, for a caller that uses
+    the cache once (:meth:`BatchNorm2d.backward`). Each number of ``x_hat`` is read (for ``dgamma``, then for
+    its own ``dx``) before its ``dx`` is written over it, so the result is the same.
+
     Chapter: docs/05-batch-normalization.md.
     """
     x_hat_in, inv_std, gamma, training = cache
-    dx_out, planes = empty_laid_out_as(x_hat_in), constant_planes(x_hat_in)
+    dx_out, planes = x_hat_in if overwrite_x_hat else empty_laid_out_as(x_hat_in), constant_planes(x_hat_in)
     g, x_hat, dx = walk(laid_out_as(grad_out, x_hat_in)), walk(x_hat_in), walk(dx_out)
     n, m = len(g), g.size // g.shape[1]
     g_rows, g_xhat_rows = np.empty(g.shape[:2], g.dtype), np.empty(g.shape[:2], g.dtype)
@@ -325,7 +335,10 @@ class BatchNorm2d(Layer):
             self.running_mean = self.running_var = self.num_batches_tracked = None
             self.buffer_names = ()
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, overwrite_input: bool = False) -> np.ndarray:
+        """Normalize ``x``. ``overwrite_input=True`` lets the layer keep ``x_hat`` in ``x``'s memory: for a
+        caller that never reads ``x`` again (:class:`~scratch.model.Sequential` passes it after a
+        convolution, whose output nothing else holds; docs/05-batch-normalization.md, "Memory")."""
         check_input(self, x, 4, "(N, C, H, W)", self.dtype, self.num_features)
         momentum = self.momentum
         batch_statistics = self.training or not self.track_running_stats
@@ -342,12 +355,13 @@ class BatchNorm2d(Layer):
             assert self.running_mean is not None and self.running_var is not None   # tracked: not batch statistics
             return batchnorm2d_inference(x, gamma, beta, self.running_mean, self.running_var, self.eps)
         y, cache = batchnorm2d_forward(x, gamma, beta, self.running_mean, self.running_var, batch_statistics,
-                                       momentum or 0.0, self.eps)
+                                       momentum or 0.0, self.eps, overwrite_x=overwrite_input)
         self._keep(cache)
         return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        dx, dgamma, dbeta = batchnorm2d_backward(grad_out, self._take_cache())
+        # the cache is used once: dx can take x_hat's memory, which is read in the same pass (docs/05, "Memory")
+        dx, dgamma, dbeta = batchnorm2d_backward(grad_out, self._take_cache(), overwrite_x_hat=True)
         if self.weight is not None:
             self.weight.grad = dgamma
         if self.bias is not None:

@@ -702,6 +702,10 @@ class Conv2d(Layer):
             self.bias.grad = dbias
         if dx is None:
             return None
+        if np.may_share_memory(dx, self._cols):
+            # dx lies in the patch matrix's memory (batch last: conv2d_backward's workspace), and the caller
+            # keeps it: that memory is not recycled by the next forward (malloc reuses it once dx is freed)
+            self._cols = None
         if self.explicit_padding:
             dx = unpad_gradient(dx, self._pads, self.padding_mode)
         return dx[0] if unbatched else dx

@@ -48,9 +48,13 @@ def dropout_forward(x: np.ndarray, keep_mask: np.ndarray, p: float):
     return y, scaled_mask
 
 
-def dropout_backward(grad_out: np.ndarray, scaled_mask: np.ndarray) -> np.ndarray:
-    """``dL/dx = dL/dy * mask / (1 - p)``. (docs/06-dropout.md)"""
-    return parallel.split_call(np.multiply, grad_out, scaled_mask, out=np.empty_like(grad_out))
+def dropout_backward(grad_out: np.ndarray, scaled_mask: np.ndarray, overwrite_mask: bool = False) -> np.ndarray:
+    """``dL/dx = dL/dy * mask / (1 - p)``. ``overwrite_mask``: the result is written over ``scaled_mask``,
+    for a caller that uses the mask once (:meth:`Dropout.backward`; docs/05-batch-normalization.md, "Memory").
+    (docs/06-dropout.md)"""
+    reuse = overwrite_mask and scaled_mask.shape == grad_out.shape and scaled_mask.dtype == grad_out.dtype
+    out = scaled_mask if reuse else np.empty_like(grad_out)
+    return parallel.split_call(np.multiply, grad_out, scaled_mask, out=out)
 
 
 class Dropout(Layer):
@@ -99,7 +103,7 @@ class Dropout(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         (scaled_mask,) = self._take_cache()
-        return grad_out if scaled_mask is None else dropout_backward(grad_out, scaled_mask)
+        return grad_out if scaled_mask is None else dropout_backward(grad_out, scaled_mask, overwrite_mask=True)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -65,17 +65,38 @@ def relus_before_maxpools(layers: dict[str, Layer]) -> dict[str, str]:
             if is_relu_maxpool(layers[relu], layers[pool])}
 
 
-def training_steps(layers: dict[str, Layer]) -> list[tuple[str, Layer, float | None]]:
-    """``(name, layer, floor)`` in the order :meth:`Sequential.forward` runs them with gradients on: each
-    ReLU of :func:`relus_before_maxpools` is left out and its max-pool runs with ``floor=0``, under the
-    name ``relu1+max1``; every other layer runs as it is (``floor`` ``None``). Backward runs them in reverse.
+def training_steps(layers: dict[str, Layer]) -> list[tuple[str, Layer, dict[str, object]]]:
+    """``(name, layer, keywords)`` in the order :meth:`Sequential.forward` runs them with gradients on, each
+    with the keyword arguments its ``forward`` gets there:
+
+    * each ReLU of :func:`relus_before_maxpools` is left out and its max-pool runs with ``floor=0``, under
+      the name ``relu1+max1``;
+    * a ``BatchNorm2d`` right after a ``Conv2d`` runs with ``overwrite_input=True``: the convolution's
+      output is a new array that no cache and no caller holds, so batch-norm keeps ``x_hat`` in its memory
+      (docs/05-batch-normalization.md, "Memory"). Only after scratch's own ``Conv2d.forward``: a subclass
+      with a forward of its own (the exercises' learner layers) might keep its output;
+    * every other layer runs as it is (no keywords).
+
+    Backward runs them in reverse.
 
     Chapter: docs/01-overview.md.
     """
     merged = relus_before_maxpools(layers)
     relu_before = {pool: relu for relu, pool in merged.items()}
-    return [(f"{relu_before[name]}+{name}", layer, 0.0) if name in relu_before else (name, layer, None)
-            for name, layer in layers.items() if name not in merged]
+    steps: list[tuple[str, Layer, dict[str, object]]] = []
+    previous: Layer | None = None
+    for name, layer in layers.items():
+        if name in merged:
+            continue
+        if name in relu_before:
+            steps.append((f"{relu_before[name]}+{name}", layer, {"floor": 0.0}))
+        elif isinstance(layer, BatchNorm2d) and isinstance(previous, Conv2d) and \
+                type(previous).forward is Conv2d.forward:
+            steps.append((name, layer, {"overwrite_input": True}))
+        else:
+            steps.append((name, layer, {}))
+        previous = layer
+    return steps
 
 
 class StartsUpdates(Protocol):
@@ -98,6 +119,9 @@ class Sequential:
     input, forward and backward, are skipped; the outputs and gradients are those of the two layers,
     bit for bit (for a finite upstream gradient). The skipped ReLU keeps no cache.
 
+    And one reuse of memory: a batch-norm layer right after a convolution keeps its ``x_hat`` in the
+    convolution's output, which nothing else reads (:func:`training_steps`).
+
     Chapter: docs/01-overview.md.
     """
 
@@ -115,14 +139,11 @@ class Sequential:
         if not grad_enabled() and not dropout_masks:
             return inference_forward(self.layers, x)
         masks = dropout_masks or {}
-        for name, layer, floor in training_steps(self.layers):
-            if floor is not None:
-                assert isinstance(layer, MaxPool2d)    # training_steps floors only a max-pool
-                x = layer.forward(x, floor=floor)
-            elif isinstance(layer, Dropout) and name in masks:
+        for name, layer, keywords in training_steps(self.layers):
+            if isinstance(layer, Dropout) and name in masks:
                 x = layer.forward(x, masks[name])
             else:
-                x = layer.forward(x)
+                x = layer.forward(x, **keywords)   # training_steps says which
         return x
 
     __call__ = forward

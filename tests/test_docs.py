@@ -118,13 +118,24 @@ ANCHOR = re.compile(r"#L(\d+)$")
 
 
 def definition_line(name: str, source: Path) -> int | None:
-    """The 1-based line that defines ``name``'s last part in ``source`` (the first such line), or None."""
-    last = name.split(".")[-1]
-    pattern = re.compile(rf"^\s*(?:(?:async\s+)?def|class)\s+{re.escape(last)}\b|^{re.escape(last)}\s*[:=]")
-    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
-        if pattern.match(line):
-            return number
-    return None
+    """The 1-based line that defines ``name``'s last part in ``source``, or None: for ``Owner.name``, the
+    first definition after ``class Owner`` (else anywhere: an inherited method); for a bare name, a
+    module-level one before any indented one (``run`` is the function, not some class's method)."""
+    *owner, last = name.split(".")
+
+    def pattern(word: str) -> re.Pattern:
+        return re.compile(rf"^(\s*)(?:(?:async\s+)?def|class)\s+{re.escape(word)}\b|^(){re.escape(word)}\s*[:=]")
+
+    lines = source.read_text(encoding="utf-8").splitlines()
+    start = 0
+    if owner:
+        start = next((i for i, line in enumerate(lines) if pattern(owner[-1]).match(line)), 0)
+    found = [(i + 1, match) for i in range(len(lines)) if (match := pattern(last).match(lines[i]))]
+    found = [(number, match) for number, match in found if number > start] or found
+    top_level = [number for number, match in found if not (match[1] or "")]
+    if not owner and top_level:
+        return top_level[0]
+    return found[0][0] if found else None
 
 
 def anchored_links(path: Path):

@@ -31,6 +31,41 @@ def test_conv_buffer_reuse_never_overwrites_a_pending_cache():
     np.testing.assert_array_equal(dw, dw_plain)
 
 
+@pytest.mark.parametrize("make_layer, shape", [
+    (lambda: scratch.Conv2d(3, 4, 3, dtype=np.float64), (2, 3, 6, 6)),       # batch last (short rows)
+    (lambda: scratch.Conv2d(3, 4, 3, dtype=np.float64), (2, 3, 20, 20)),     # per image
+    (lambda: scratch.BatchNorm2d(3, dtype=np.float64), (2, 3, 6, 6)),
+    (lambda: scratch.MaxPool2d(2), (2, 3, 6, 6)),
+    (lambda: scratch.Dropout(0.5, rng=np.random.default_rng(0)), (2, 3, 6, 6)),
+], ids=["conv-batch-last", "conv-per-image", "batchnorm", "maxpool", "dropout"])
+def test_an_input_gradient_the_caller_keeps_survives_the_layers_next_steps(make_layer, shape):
+    """A backward pass may put dx in memory its cache owned (the patch matrix, x_hat, the mask): that
+    memory is then the caller's, and two more steps of the layer leave a dx the caller kept as it was."""
+    rng = np.random.default_rng(0)
+    layer = make_layer()
+    y = layer.forward(rng.standard_normal(shape))
+    dx = layer.backward(rng.standard_normal(y.shape))
+    kept = dx.copy()
+    for _ in range(2):
+        y = layer.forward(rng.standard_normal(shape))
+        layer.backward(rng.standard_normal(y.shape))
+    np.testing.assert_array_equal(dx, kept)
+
+
+def test_a_model_never_writes_over_its_callers_input():
+    """Only an array the model made itself is reused: batch-norm keeps x_hat in a convolution's output,
+    never in the input a caller hands to a model that starts with batch-norm."""
+    rng = np.random.default_rng(0)
+    model = scratch.Sequential({"bn": scratch.BatchNorm2d(3, dtype=np.float64),
+                                "conv": scratch.Conv2d(3, 4, 3, dtype=np.float64),
+                                "bn2": scratch.BatchNorm2d(4, dtype=np.float64)})
+    x = rng.standard_normal((2, 3, 6, 6))
+    kept = x.copy()
+    y = model(x)
+    model.backward(np.ones_like(y))
+    np.testing.assert_array_equal(x, kept)
+
+
 def test_dropout_backward_uses_the_mask_of_its_pending_forward():
     dropout = scratch.Dropout(0.5, rng=np.random.default_rng(0))
     x = np.ones((4, 6))

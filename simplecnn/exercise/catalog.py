@@ -866,7 +866,7 @@ _BN_IMPORTS = _NP + "\nfrom scratch import parallel  # splits the work between t
     "from scratch.batchnorm import _channel, channel_sums, channel_total, row_dots  # used by forward\n" \
     "from scratch.batchnorm import constant_planes, walk  # used by forward\n" \
     "from scratch.batchnorm import channel_dots, row_sums  # helpers you may use\n" \
-    "from scratch.module import empty_laid_out_as, laid_out_as  # memory layouts: see scratch/module.py\n"
+    "from scratch.module import empty_laid_out_as, is_batch_last, laid_out_as  # layouts: see scratch/module.py\n"
 _POOL_IMPORTS = _NP + "\nfrom scratch import parallel  # splits the work between the cores: see scratch/parallel.py\n" \
     "from scratch.pool import Pair, _max_windows, pool_output_size  # used by the forward pass\n" \
     "from scratch.pool import _part  # used by the forward pass\n" \
