@@ -269,7 +269,8 @@ def batchnorm2d_backward(grad_out: np.ndarray, cache, overwrite_x_hat: bool = Fa
     Chapter: docs/05-batch-normalization.md.
     """
     x_hat_in, inv_std, gamma, training = cache
-    dx_out, planes = x_hat_in if overwrite_x_hat else empty_laid_out_as(x_hat_in), constant_planes(x_hat_in)
+    dx_out = x_hat_in if overwrite_x_hat else empty_laid_out_as(x_hat_in)
+    planes = constant_planes(x_hat_in)
     g, x_hat, dx = walk(laid_out_as(grad_out, x_hat_in)), walk(x_hat_in), walk(dx_out)
     n, m = len(g), g.size // g.shape[1]
     g_rows, g_xhat_rows = np.empty(g.shape[:2], g.dtype), np.empty(g.shape[:2], g.dtype)

@@ -51,7 +51,9 @@ batch 64). Memory that is new to the process costs a page fault per 4 KB page on
 C allocator hands freed blocks this large back to the operating system: with a fresh patch matrix
 (and ``dL/dcols``) each step, a training step took 1300-2000 page faults, several milliseconds.
 Instead, :class:`Conv2d` passes its previous patch matrix back in as ``cols_out``, and the backward
-pass (per image) writes ``dL/dcols`` (same shape) over ``cols`` once ``dL/dw`` no longer needs it.
+pass (per image) writes ``dL/dcols`` (same shape) over ``cols`` once ``dL/dw`` no longer needs it. A
+patch matrix whose memory the backward pass handed out as ``dL/dx`` (batch last) is the caller's, and
+not recycled.
 """
 
 from __future__ import annotations

@@ -72,9 +72,9 @@ def training_steps(layers: dict[str, Layer]) -> list[tuple[str, Layer, dict[str,
     * each ReLU of :func:`relus_before_maxpools` is left out and its max-pool runs with ``floor=0``, under
       the name ``relu1+max1``;
     * a ``BatchNorm2d`` right after a ``Conv2d`` runs with ``overwrite_input=True``: the convolution's
-      output is a new array that no cache and no caller holds, so batch-norm keeps ``x_hat`` in its memory
-      (docs/05-batch-normalization.md, "Memory"). Only after scratch's own ``Conv2d.forward``: a subclass
-      with a forward of its own (the exercises' learner layers) might keep its output;
+      output is a new array that no cache and no caller holds (:func:`returns_a_new_array`; not so for the
+      exercises' learner layers, whose forward is their own), so batch-norm keeps ``x_hat`` in its memory
+      (docs/05-batch-normalization.md, "Memory");
     * every other layer runs as it is (no keywords).
 
     Backward runs them in reverse.
@@ -90,13 +90,22 @@ def training_steps(layers: dict[str, Layer]) -> list[tuple[str, Layer, dict[str,
             continue
         if name in relu_before:
             steps.append((f"{relu_before[name]}+{name}", layer, {"floor": 0.0}))
-        elif isinstance(layer, BatchNorm2d) and isinstance(previous, Conv2d) and \
-                type(previous).forward is Conv2d.forward:
+        elif isinstance(layer, BatchNorm2d) and returns_a_new_array(previous):
             steps.append((name, layer, {"overwrite_input": True}))
         else:
             steps.append((name, layer, {}))
         previous = layer
     return steps
+
+
+def returns_a_new_array(layer: Layer | None) -> bool:
+    """Whether ``layer``'s forward output is a new array that neither its cache nor anything else holds:
+    scratch's own ``Conv2d.forward`` (a product's result; its cache keeps the patch matrix), not a subclass
+    with a forward of its own.
+
+    Chapter: docs/01-overview.md.
+    """
+    return isinstance(layer, Conv2d) and type(layer).forward is Conv2d.forward
 
 
 class StartsUpdates(Protocol):
