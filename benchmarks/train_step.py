@@ -64,6 +64,8 @@ import time
 from pathlib import Path
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+#: What the environment may set to choose OpenBLAS's kernels instead of the CPU (:func:`blas_description`).
+OPENBLAS_CPU_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -368,7 +370,10 @@ def blas_description() -> str:
     """NumPy's BLAS library and version and, for OpenBLAS, the kernel set it runs: OpenBLAS picks one
     when it is loaded, from the CPU or from ``OPENBLAS_CORETYPE`` where the environment sets it (on an
     AVX-512 machine, ``Haswell`` kernels do half the multiply-adds per instruction that ``SkylakeX`` ones
-    do)."""
+    do). Some machines set ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` for every process, because older
+    OpenBLAS builds computed wrong results or crashed on their CPU; both are named here when set. To see
+    OpenBLAS's own choice, unset both for that one command:
+    ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/train_step.py``."""
     try:
         info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         library = f"{info['name']} {info['version']}"
@@ -377,8 +382,8 @@ def blas_description() -> str:
     kernels = loaded_openblas_kernels()
     if kernels is None:
         return library
-    forced = os.environ.get("OPENBLAS_CORETYPE")
-    return f"{library}, {kernels} kernels" + (f" (OPENBLAS_CORETYPE={forced} in the environment)"
+    forced = [f"{name}={os.environ[name]}" for name in OPENBLAS_CPU_ENV if os.environ.get(name)]
+    return f"{library}, {kernels} kernels" + (f" ({', '.join(forced)} in the environment)"
                                               if forced else " (OpenBLAS's choice for this CPU)")
 
 

@@ -4,6 +4,7 @@ measurement script compares what it says it compares."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -34,6 +35,15 @@ def test_quick_benchmark_prints_the_ratio_last():
                  "loss", "adam"):
         assert re.search(rf"^\s+{name}\s", result.stdout, re.MULTILINE), name
     assert "evaluation" in result.stdout
+    # NumPy's BLAS and, for OpenBLAS, its kernels and whichever of the settings that choose them instead of
+    # the CPU this environment holds (the test's environment is the script's).
+    blas = re.search(r"^numpy BLAS: (.*)$", result.stdout, re.MULTILINE)
+    assert blas, result.stdout
+    if " kernels" in blas.group(1):
+        forced = [f"{name}={os.environ[name]}" for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+                  if os.environ.get(name)]
+        assert all(setting in blas.group(1) for setting in forced), (forced, blas.group(1))
+        assert ("OpenBLAS's choice for this CPU" in blas.group(1)) == (not forced), blas.group(1)
     # The distance to the hardware and the memory: measured in the same run, printed for both.
     assert re.search(r"^float32 matrix product on this machine: \d+\.\d GFLOP/s", result.stdout, re.MULTILINE)
     # Batch 16, by hand: conv1 2*16*32*24*24*25 = 14.7M (x2: no input gradient), conv2 2*16*64*8*8*32*25
