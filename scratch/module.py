@@ -239,7 +239,8 @@ def laid_out_as(a: np.ndarray, like: np.ndarray) -> np.ndarray:
 
     Chapter: docs/03-convolution.md.
     """
-    if is_batch_last(a) if is_batch_last(like) else a.flags.c_contiguous:
+    has_layout = is_batch_last(a) if is_batch_last(like) else a.flags.c_contiguous
+    if has_layout:
         return a
     out = empty_laid_out_as(like, a.shape, a.dtype)
     out[...] = a
